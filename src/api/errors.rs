@@ -1,0 +1,122 @@
+//! How `Error` looks on the wire: one status and one stable `code` per
+//! variant, always the envelope `{"error": {"code", "message"}}` — for the
+//! framework's own failures (bad JSON, unknown route, wrong method) too.
+
+use crate::error::Error;
+use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl Error {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::NotFound(_) | Error::RouteNotFound { .. } => "not_found",
+            Error::NoCurrentSnapshot => "no_current_snapshot",
+            Error::NoImage(_) => "no_image",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::Conflict(_) => "conflict",
+            Error::InvalidTransition { .. } => "invalid_transition",
+            Error::ImagesNotActive(_) => "images_not_active",
+            Error::SnapshotNotActive(_) => "snapshot_not_active",
+            Error::SnapshotClosed { .. } => "snapshot_closed",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::UnknownReference(_) => "unknown_reference",
+            Error::InvalidSnapshotPlan(_) => "invalid_snapshot_plan",
+            Error::PlanNotSnapshottable(_) => "plan_not_snapshottable",
+            Error::NoSnapshottablePlans => "no_snapshottable_plans",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_)
+            | Error::RouteNotFound { .. }
+            | Error::NoCurrentSnapshot
+            | Error::NoImage(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Conflict(_)
+            | Error::InvalidTransition { .. }
+            | Error::ImagesNotActive(_)
+            | Error::SnapshotNotActive(_)
+            | Error::SnapshotClosed { .. } => StatusCode::CONFLICT,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::UnknownReference(_)
+            | Error::InvalidSnapshotPlan(_)
+            | Error::PlanNotSnapshottable(_)
+            | Error::NoSnapshottablePlans => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            // The cause goes to the log, never to the client.
+            Error::Internal(cause) | Error::Unavailable(cause) => {
+                log::error!("{}: {cause}", self.code());
+                self.to_string()
+            }
+            other => other.to_string(),
+        };
+        HttpResponse::build(self.status_code()).json(Envelope {
+            error: Body {
+                code: self.code(),
+                message,
+            },
+        })
+    }
+}
+
+pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    match err {
+        JsonPayloadError::ContentType => {
+            Error::UnsupportedMediaType("the body must be sent as application/json".into())
+        }
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => {
+            Error::PayloadTooLarge(format!("the body is over the limit of {limit} bytes"))
+        }
+        JsonPayloadError::Payload(PayloadError::Overflow) => {
+            Error::PayloadTooLarge("the body is over the size limit".into())
+        }
+        JsonPayloadError::Deserialize(e) => Error::BadRequest(format!("invalid JSON body: {e}")),
+        other => Error::BadRequest(format!("invalid body: {other}")),
+    }
+    .into()
+}
+
+pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    Error::BadRequest(format!("invalid query string: {err}")).into()
+}
+
+pub async fn route_not_found(req: HttpRequest) -> HttpResponse {
+    Error::RouteNotFound {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    }
+    .error_response()
+}
+
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    Error::MethodNotAllowed(req.method().to_string()).error_response()
+}

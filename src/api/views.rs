@@ -1,0 +1,208 @@
+//! Response bodies: the resources of API.md as clients see them.
+
+use crate::db::rows::{EventRow, ImageRow, PlanRow, PlanStatus, ProjectRow, SnapshotRow};
+use crate::registry::page::Page;
+use crate::registry::snapshots::SnapshotView;
+use crate::status::Status;
+use chrono::NaiveDateTime;
+use serde::Serialize;
+
+/// RFC 3339, UTC, microseconds, `Z`.
+pub fn timestamp(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+#[derive(Serialize)]
+pub struct PageJson<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> PageJson<T> {
+    pub fn from_page<R>(page: Page<R>, f: impl FnMut(R) -> T) -> PageJson<T> {
+        let page = page.map(f);
+        PageJson {
+            items: page.items,
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ProjectJson {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub auto_promote: bool,
+    pub current_snapshot_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<ProjectRow> for ProjectJson {
+    fn from(p: ProjectRow) -> Self {
+        ProjectJson {
+            id: p.id,
+            slug: p.slug,
+            name: p.name,
+            auto_promote: p.auto_promote,
+            current_snapshot_id: p.current_snapshot_id,
+            created_at: timestamp(p.created_at),
+            updated_at: timestamp(p.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PlanJson {
+    pub id: String,
+    pub project_id: String,
+    pub slug: String,
+    pub name: String,
+    pub status: PlanStatus,
+    pub snapshot_plan_id: Option<String>,
+    pub snapshot_allowed: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<PlanRow> for PlanJson {
+    fn from(p: PlanRow) -> Self {
+        PlanJson {
+            id: p.id,
+            project_id: p.project_id,
+            slug: p.slug,
+            name: p.name,
+            status: p.status,
+            snapshot_plan_id: p.snapshot_plan_id,
+            snapshot_allowed: p.snapshot_allowed,
+            created_at: timestamp(p.created_at),
+            updated_at: timestamp(p.updated_at),
+        }
+    }
+}
+
+/// An image's uploaded tarball; images have none until artifacts exist.
+#[derive(Serialize)]
+pub struct ArtifactJson {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    pub uploaded_at: String,
+}
+
+#[derive(Serialize)]
+pub struct ImageJson {
+    pub id: String,
+    pub snapshot_id: String,
+    pub plan_id: String,
+    pub status: Status,
+    pub job_id: Option<String>,
+    pub artifact: Option<ArtifactJson>,
+    pub heartbeat_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<ImageRow> for ImageJson {
+    fn from(i: ImageRow) -> Self {
+        ImageJson {
+            id: i.id,
+            snapshot_id: i.snapshot_id,
+            plan_id: i.plan_id,
+            status: i.status,
+            job_id: i.job_id,
+            artifact: None,
+            heartbeat_at: i.heartbeat_at.map(timestamp),
+            created_at: timestamp(i.created_at),
+            updated_at: timestamp(i.updated_at),
+        }
+    }
+}
+
+/// `PATCH /v1/images/{id}`: the image, plus its snapshot after the recompute.
+#[derive(Serialize)]
+pub struct ImageWithSnapshotJson {
+    #[serde(flatten)]
+    pub image: ImageJson,
+    pub snapshot: SnapshotStatusJson,
+}
+
+#[derive(Serialize)]
+pub struct SnapshotStatusJson {
+    pub id: String,
+    pub status: Status,
+}
+
+impl From<(ImageRow, SnapshotRow)> for ImageWithSnapshotJson {
+    fn from((image, snapshot): (ImageRow, SnapshotRow)) -> Self {
+        ImageWithSnapshotJson {
+            image: image.into(),
+            snapshot: SnapshotStatusJson {
+                id: snapshot.id,
+                status: snapshot.status,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct SnapshotJson {
+    pub id: String,
+    pub project_id: String,
+    pub status: Status,
+    pub source: Option<String>,
+    pub build_id: Option<String>,
+    pub is_current: bool,
+    pub images: Vec<ImageJson>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<SnapshotView> for SnapshotJson {
+    fn from(v: SnapshotView) -> Self {
+        let s = v.snapshot;
+        SnapshotJson {
+            id: s.id,
+            project_id: s.project_id,
+            status: s.status,
+            source: s.source,
+            build_id: s.build_id,
+            is_current: v.is_current,
+            images: v.images.into_iter().map(ImageJson::from).collect(),
+            created_at: timestamp(s.created_at),
+            updated_at: timestamp(s.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct EventJson {
+    pub id: String,
+    pub at: String,
+    pub kind: String,
+    pub project_id: String,
+    pub snapshot_id: Option<String>,
+    pub image_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub reason: Option<String>,
+    pub actor: Option<String>,
+}
+
+impl From<EventRow> for EventJson {
+    fn from(e: EventRow) -> Self {
+        EventJson {
+            id: e.id,
+            at: timestamp(e.at),
+            kind: e.kind,
+            project_id: e.project_id,
+            snapshot_id: e.snapshot_id,
+            image_id: e.image_id,
+            from: e.from_value,
+            to: e.to_value,
+            reason: e.reason,
+            actor: e.actor,
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Row structs: one per table, used both to read and to insert.
+
+use super::schema::{events, images, plans, projects, snapshots};
+use crate::status::Status;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = projects)]
+pub struct ProjectRow {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub auto_promote: bool,
+    pub current_snapshot_id: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Whether a plan takes part in builds at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanStatus {
+    Active,
+    Inactive,
+}
+
+impl PlanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Active => "active",
+            PlanStatus::Inactive => "inactive",
+        }
+    }
+}
+
+impl TryFrom<String> for PlanStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "active" => Ok(PlanStatus::Active),
+            "inactive" => Ok(PlanStatus::Inactive),
+            other => Err(format!("unknown plan status {other:?} in the database")),
+        }
+    }
+}
+
+impl From<PlanStatus> for String {
+    fn from(s: PlanStatus) -> String {
+        s.as_str().to_owned()
+    }
+}
+
+impl TryFrom<String> for Status {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Status> for String {
+    fn from(s: Status) -> String {
+        s.as_str().to_owned()
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = plans)]
+pub struct PlanRow {
+    pub id: String,
+    pub project_id: String,
+    pub slug: String,
+    pub name: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub status: PlanStatus,
+    pub snapshot_plan_id: Option<String>,
+    pub snapshot_allowed: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl PlanRow {
+    /// A plan may have its own image: active, allowed, and not borrowing
+    /// another plan's image.
+    pub fn is_snapshottable(&self) -> bool {
+        self.status == PlanStatus::Active
+            && self.snapshot_allowed
+            && self.snapshot_plan_id.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = snapshots)]
+pub struct SnapshotRow {
+    pub id: String,
+    pub project_id: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub status: Status,
+    pub source: Option<String>,
+    pub build_id: Option<String>,
+    pub last_current_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = images)]
+pub struct ImageRow {
+    pub id: String,
+    pub snapshot_id: String,
+    pub project_id: String,
+    pub plan_id: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub status: Status,
+    pub job_id: Option<String>,
+    pub heartbeat_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = events)]
+pub struct EventRow {
+    pub id: String,
+    pub at: NaiveDateTime,
+    pub kind: String,
+    pub project_id: String,
+    pub snapshot_id: Option<String>,
+    pub image_id: Option<String>,
+    pub from_value: Option<String>,
+    pub to_value: Option<String>,
+    pub reason: Option<String>,
+    pub actor: Option<String>,
+}

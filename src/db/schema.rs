@@ -1,0 +1,72 @@
+//! Diesel table definitions, shared by SQLite and PostgreSQL (the migrations
+//! in `migrations/sqlite` and `migrations/postgres` create the same columns).
+
+diesel::table! {
+    projects (id) {
+        id -> Text,
+        slug -> Text,
+        name -> Text,
+        auto_promote -> Bool,
+        current_snapshot_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    plans (id) {
+        id -> Text,
+        project_id -> Text,
+        slug -> Text,
+        name -> Text,
+        status -> Text,
+        snapshot_plan_id -> Nullable<Text>,
+        snapshot_allowed -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    snapshots (id) {
+        id -> Text,
+        project_id -> Text,
+        status -> Text,
+        source -> Nullable<Text>,
+        build_id -> Nullable<Text>,
+        last_current_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    images (id) {
+        id -> Text,
+        snapshot_id -> Text,
+        project_id -> Text,
+        plan_id -> Text,
+        status -> Text,
+        job_id -> Nullable<Text>,
+        heartbeat_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        at -> Timestamp,
+        kind -> Text,
+        project_id -> Text,
+        snapshot_id -> Nullable<Text>,
+        image_id -> Nullable<Text>,
+        from_value -> Nullable<Text>,
+        to_value -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        actor -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(projects, plans, snapshots, images, events);

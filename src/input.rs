@@ -1,0 +1,146 @@
+//! Validated input: slugs, references to projects and plans, and bounded
+//! strings. Request bodies deserialize straight into these, so a handler
+//! never sees a raw string that breaks a rule of API.md.
+
+use serde::{Deserialize, Deserializer};
+use uuid::Uuid;
+
+pub const NAME_MAX: usize = 200;
+pub const SOURCE_MAX: usize = 1024;
+pub const BUILD_ID_MAX: usize = 200;
+pub const JOB_ID_MAX: usize = 200;
+pub const SLUG_MAX: usize = 63;
+
+/// `^[a-z0-9][a-z0-9._-]{0,62}$`, and never the form of a UUID (so a path
+/// segment is unambiguously one or the other).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(s: &str) -> Result<Slug, String> {
+        let mut chars = s.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok = chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+        if !first_ok || !rest_ok || s.len() > SLUG_MAX {
+            return Err(format!(
+                "invalid slug {s:?}: must match ^[a-z0-9][a-z0-9._-]{{0,62}}$"
+            ));
+        }
+        if Uuid::try_parse(s).is_ok() {
+            return Err(format!(
+                "invalid slug {s:?}: must not have the form of a UUID"
+            ));
+        }
+        Ok(Slug(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Slug {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Slug::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A reference to a project or plan: its id or its slug.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Ref {
+    Id(String),
+    Slug(Slug),
+}
+
+impl Ref {
+    /// `None` when the text is neither a UUID nor a valid slug, which
+    /// therefore names nothing.
+    pub fn parse(s: &str) -> Option<Ref> {
+        match Uuid::try_parse(s) {
+            Ok(id) => Some(Ref::Id(id.hyphenated().to_string())),
+            Err(_) => Slug::parse(s).ok().map(Ref::Slug),
+        }
+    }
+}
+
+/// A resource id (snapshot, image): canonical hyphenated lowercase UUID text,
+/// or `None` when the text is not a UUID at all.
+pub fn parse_id(s: &str) -> Option<String> {
+    Uuid::try_parse(s)
+        .ok()
+        .map(|id| id.hyphenated().to_string())
+}
+
+/// A string of at most `MAX` characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounded<const MAX: usize>(pub String);
+
+impl<'de, const MAX: usize> Deserialize<'de> for Bounded<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.chars().count() > MAX {
+            return Err(serde::de::Error::custom(format!(
+                "string of {} characters is over the limit of {MAX}",
+                s.chars().count()
+            )));
+        }
+        Ok(Bounded(s))
+    }
+}
+
+impl<const MAX: usize> Bounded<MAX> {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+pub type Name = Bounded<NAME_MAX>;
+pub type Source = Bounded<SOURCE_MAX>;
+pub type BuildId = Bounded<BUILD_ID_MAX>;
+pub type JobId = Bounded<JOB_ID_MAX>;
+
+/// For optional fields where `null` means "clear" and absence "leave as is":
+/// `#[serde(default, deserialize_with = "input::nullable")]` on an
+/// `Option<Option<T>>`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_follow_the_pattern() {
+        for ok in ["a", "0", "web-app", "debian.12_x86-64", &"a".repeat(63)] {
+            assert!(Slug::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "A", "a b", "ä", &"a".repeat(64), "a/b"] {
+            assert!(Slug::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn slugs_never_look_like_uuids() {
+        assert!(Slug::parse("0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b").is_err());
+        assert!(Slug::parse("0193a2b45c6d7e8f9a0b1c2d3e4f5a6b").is_err());
+    }
+
+    #[test]
+    fn refs_normalise_uuids_and_reject_garbage() {
+        assert_eq!(
+            Ref::parse("0193A2B45C6D7E8F9A0B1C2D3E4F5A6B"),
+            Some(Ref::Id("0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b".into()))
+        );
+        assert_eq!(Ref::parse("web"), Some(Ref::Slug(Slug("web".into()))));
+        assert_eq!(Ref::parse("Not A Slug"), None);
+    }
+}

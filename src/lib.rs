@@ -1,0 +1,13 @@
+//! snapreg: a registry service for LXC snapshot images used by CI systems.
+//!
+//! Layers, one way: `api` (HTTP) → `registry` (one function per use case,
+//! one transaction each) → `db`. Decisions about statuses live in `status`.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod input;
+pub mod registry;
+pub mod status;

@@ -1,0 +1,124 @@
+//! The event log: written in the same transaction as the change it records,
+//! read newest first by dashboards.
+
+use super::page::{keyset, Page, PageRequest};
+use super::{new_id, Change};
+use crate::db::rows::{EventRow, ImageRow, SnapshotRow};
+use crate::db::schema::events;
+use crate::db::DbConn;
+use crate::error::Result;
+use crate::status::Status;
+use diesel::prelude::*;
+
+pub const SNAPSHOT_STATUS: &str = "snapshot.status";
+pub const IMAGE_STATUS: &str = "image.status";
+pub const PROJECT_CURRENT: &str = "project.current";
+
+/// Reason of a status change a client asked for directly.
+pub const REQUESTED: &str = "requested";
+/// Reason of the first event of a resource: it was created with that status.
+pub const CREATED: &str = "created";
+
+impl Change<'_> {
+    fn event(&self, kind: &str, project_id: &str) -> EventRow {
+        EventRow {
+            id: new_id(),
+            at: self.now,
+            kind: kind.to_owned(),
+            project_id: project_id.to_owned(),
+            snapshot_id: None,
+            image_id: None,
+            from_value: None,
+            to_value: None,
+            reason: None,
+            actor: self.actor.0.clone(),
+        }
+    }
+
+    /// A snapshot's status changed (`from` is `None` when it was created).
+    pub fn snapshot_status_event(
+        &self,
+        snapshot: &SnapshotRow,
+        from: Option<Status>,
+        to: Status,
+        reason: &str,
+    ) -> EventRow {
+        EventRow {
+            snapshot_id: Some(snapshot.id.clone()),
+            from_value: from.map(String::from),
+            to_value: Some(to.into()),
+            reason: Some(reason.to_owned()),
+            ..self.event(SNAPSHOT_STATUS, &snapshot.project_id)
+        }
+    }
+
+    /// An image's status changed (`from` is `None` when it was created).
+    pub fn image_status_event(
+        &self,
+        image: &ImageRow,
+        from: Option<Status>,
+        to: Status,
+        reason: &str,
+    ) -> EventRow {
+        EventRow {
+            snapshot_id: Some(image.snapshot_id.clone()),
+            image_id: Some(image.id.clone()),
+            from_value: from.map(String::from),
+            to_value: Some(to.into()),
+            reason: Some(reason.to_owned()),
+            ..self.event(IMAGE_STATUS, &image.project_id)
+        }
+    }
+
+    /// The project's current pointer moved from one snapshot (or none) to another.
+    pub fn current_event(
+        &self,
+        project_id: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        reason: &str,
+    ) -> EventRow {
+        EventRow {
+            from_value: from.map(str::to_owned),
+            to_value: to.map(str::to_owned),
+            reason: Some(reason.to_owned()),
+            ..self.event(PROJECT_CURRENT, project_id)
+        }
+    }
+}
+
+pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
+    for event in events {
+        diesel::insert_into(events::table)
+            .values(event)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn list_for_project(
+    conn: &mut DbConn,
+    project_id: &str,
+    page: &PageRequest,
+) -> Result<Page<EventRow>> {
+    let query = events::table
+        .filter(events::project_id.eq(project_id.to_owned()))
+        .select(EventRow::as_select())
+        .into_boxed();
+    let rows = keyset!(query, events::at, events::id, page, desc).load(conn)?;
+    Ok(Page::from_rows(rows, page, |e| (e.at, &e.id)))
+}
+
+/// A snapshot's events, its images' included.
+pub fn list_for_snapshot(
+    conn: &mut DbConn,
+    snapshot_id: &str,
+    page: &PageRequest,
+) -> Result<Page<EventRow>> {
+    let query = events::table
+        .filter(events::snapshot_id.eq(snapshot_id.to_owned()))
+        .select(EventRow::as_select())
+        .into_boxed();
+    let rows = keyset!(query, events::at, events::id, page, desc).load(conn)?;
+    Ok(Page::from_rows(rows, page, |e| (e.at, &e.id)))
+}

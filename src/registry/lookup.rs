@@ -1,0 +1,109 @@
+//! Finding rows by what a client names them with, and locking them. Lock
+//! order, everywhere: a snapshot before its project (DESIGN.md); on SQLite
+//! the immediate transaction already serialises writers, so the `lock_*`
+//! functions are plain reads there.
+
+use crate::db::rows::{ImageRow, PlanRow, ProjectRow, SnapshotRow};
+use crate::db::schema::{images, plans, projects, snapshots};
+use crate::db::DbConn;
+use crate::error::{Error, Result};
+use crate::input::{parse_id, Ref};
+use diesel::prelude::*;
+
+/// The project a path segment names (id or slug); anything else is 404.
+pub fn project(conn: &mut DbConn, reference: &str) -> Result<ProjectRow> {
+    let not_found = || Error::not_found("project", reference);
+    let query = projects::table.select(ProjectRow::as_select()).into_boxed();
+    let query = match Ref::parse(reference).ok_or_else(not_found)? {
+        Ref::Id(id) => query.filter(projects::id.eq(id)),
+        Ref::Slug(slug) => query.filter(projects::slug.eq(slug.as_str().to_owned())),
+    };
+    query.first(conn).optional()?.ok_or_else(not_found)
+}
+
+/// Re-reads a project under a row lock.
+pub fn lock_project(conn: &mut DbConn, id: &str) -> Result<ProjectRow> {
+    let query = projects::table.find(id);
+    let row = match conn {
+        DbConn::Pg(c) => query
+            .select(ProjectRow::as_select())
+            .for_no_key_update()
+            .first(c)
+            .optional()?,
+        DbConn::Sqlite(c) => query.select(ProjectRow::as_select()).first(c).optional()?,
+    };
+    row.ok_or_else(|| Error::not_found("project", id))
+}
+
+/// A plan of the project, by id or slug; `None` when it names nothing there.
+pub fn plan_in_project(
+    conn: &mut DbConn,
+    project_id: &str,
+    reference: &str,
+) -> Result<Option<PlanRow>> {
+    let Some(reference) = Ref::parse(reference) else {
+        return Ok(None);
+    };
+    let query = plans::table
+        .filter(plans::project_id.eq(project_id.to_owned()))
+        .select(PlanRow::as_select())
+        .into_boxed();
+    let query = match reference {
+        Ref::Id(id) => query.filter(plans::id.eq(id)),
+        Ref::Slug(slug) => query.filter(plans::slug.eq(slug.as_str().to_owned())),
+    };
+    Ok(query.first(conn).optional()?)
+}
+
+/// The plan a path segment names within the project; 404 otherwise.
+pub fn plan(conn: &mut DbConn, project_id: &str, reference: &str) -> Result<PlanRow> {
+    plan_in_project(conn, project_id, reference)?.ok_or_else(|| Error::not_found("plan", reference))
+}
+
+/// The snapshot a path segment names; 404 when it is not a known UUID.
+pub fn snapshot(conn: &mut DbConn, reference: &str) -> Result<SnapshotRow> {
+    let not_found = || Error::not_found("snapshot", reference);
+    let id = parse_id(reference).ok_or_else(not_found)?;
+    snapshots::table
+        .find(id)
+        .select(SnapshotRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Reads a snapshot under a row lock: the lock every change to the snapshot
+/// or any of its images takes first.
+pub fn lock_snapshot(conn: &mut DbConn, id: &str) -> Result<SnapshotRow> {
+    let query = snapshots::table.find(id);
+    let row = match conn {
+        DbConn::Pg(c) => query
+            .select(SnapshotRow::as_select())
+            .for_no_key_update()
+            .first(c)
+            .optional()?,
+        DbConn::Sqlite(c) => query.select(SnapshotRow::as_select()).first(c).optional()?,
+    };
+    row.ok_or_else(|| Error::not_found("snapshot", id))
+}
+
+/// The image a path segment names; 404 when it is not a known UUID.
+pub fn image(conn: &mut DbConn, reference: &str) -> Result<ImageRow> {
+    let not_found = || Error::not_found("image", reference);
+    let id = parse_id(reference).ok_or_else(not_found)?;
+    images::table
+        .find(id)
+        .select(ImageRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// The images of one snapshot, oldest first.
+pub fn images_of(conn: &mut DbConn, snapshot_id: &str) -> Result<Vec<ImageRow>> {
+    Ok(images::table
+        .filter(images::snapshot_id.eq(snapshot_id.to_owned()))
+        .order((images::created_at.asc(), images::id.asc()))
+        .select(ImageRow::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,48 @@
+//! The registry's operations: one function per use case, each one
+//! transaction (`db::write_tx`) holding every derived change — aggregate
+//! status, current-pointer moves, events. Decisions come from `status`;
+//! nothing here knows about HTTP.
+
+pub mod current;
+pub mod events;
+pub mod images;
+pub mod lookup;
+pub mod page;
+pub mod plans;
+pub mod projects;
+pub mod recompute;
+pub mod resolve;
+pub mod snapshots;
+
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use uuid::Uuid;
+
+/// Who asked for a change; recorded as the `actor` of its events.
+#[derive(Debug, Clone, Default)]
+pub struct Actor(pub Option<String>);
+
+/// The context of one mutating operation: who, and the one timestamp it
+/// stamps on every row and event it writes. Taken after the operation's locks
+/// are held, so timestamps follow the order in which changes commit.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    pub actor: &'a Actor,
+    pub now: NaiveDateTime,
+}
+
+impl<'a> Change<'a> {
+    pub fn new(actor: &'a Actor) -> Change<'a> {
+        Change { actor, now: now() }
+    }
+}
+
+/// The current time in UTC at the microsecond precision both databases keep.
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+/// A new UUIDv7: ids sort by creation time, and ids made by one process are
+/// strictly increasing (events of one transaction keep their order).
+pub fn new_id() -> String {
+    Uuid::now_v7().hyphenated().to_string()
+}
