@@ -1,0 +1,91 @@
+//! The envelope for every failure, the framework's own included.
+
+use crate::support::TestApp;
+use awc::http::Method;
+use serde_json::json;
+
+#[actix_rt::test]
+async fn unknown_routes_and_wrong_methods_use_the_envelope() {
+    let app = TestApp::spawn().await;
+    app.get("/v2/projects").await.assert_error(404, "not_found");
+    app.get("/").await.assert_error(404, "not_found");
+    app.call(Method::PUT, "/v1/projects", Some(json!({})))
+        .await
+        .assert_error(405, "method_not_allowed");
+    app.delete("/v1/snapshots/x")
+        .await
+        .assert_error(405, "method_not_allowed");
+    app.post("/healthz", json!({}))
+        .await
+        .assert_error(405, "method_not_allowed");
+}
+
+#[actix_rt::test]
+async fn json_bodies_need_the_json_media_type() {
+    let app = TestApp::spawn().await;
+    for content_type in [
+        Some("text/plain"),
+        None,
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        app.call_raw(
+            Method::POST,
+            "/v1/projects",
+            content_type,
+            br#"{"slug":"web"}"#.to_vec(),
+        )
+        .await
+        .assert_error(415, "unsupported_media_type");
+    }
+    app.call_raw(
+        Method::POST,
+        "/v1/projects",
+        Some("application/json; charset=utf-8"),
+        br#"{"slug":"web"}"#.to_vec(),
+    )
+    .await
+    .expect(201);
+}
+
+#[actix_rt::test]
+async fn bodies_over_64_kib_are_too_large() {
+    let app = TestApp::spawn().await;
+    let padding = " ".repeat(64 * 1024);
+    let body = format!(r#"{{"slug":"web"{padding}}}"#);
+    app.call_raw(
+        Method::POST,
+        "/v1/projects",
+        Some("application/json"),
+        body.into_bytes(),
+    )
+    .await
+    .assert_error(413, "payload_too_large");
+    app.get("/v1/projects/web")
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[actix_rt::test]
+async fn form_errors_come_before_missing_resources() {
+    let app = TestApp::spawn().await;
+    // The project does not exist, but the body is wrong first.
+    app.post("/v1/projects/nope/plans", json!({"slug": "BAD"}))
+        .await
+        .assert_error(400, "bad_request");
+    app.patch("/v1/snapshots/nope", json!({"status": "bogus"}))
+        .await
+        .assert_error(400, "bad_request");
+    app.patch("/v1/snapshots/nope", json!({"status": "active"}))
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[actix_rt::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.get("/healthz").await.expect(200),
+        json!({"status": "ok"})
+    );
+    assert_eq!(app.get("/readyz").await.expect(200)["status"], "ok");
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real service over real HTTP, on SQLite by default
+//! and on PostgreSQL when `SNAPREG_TEST_DATABASE_URL` is set.
+
+mod current;
+mod errors;
+mod events;
+mod images;
+mod plans;
+mod projects;
+mod races;
+mod resolve;
+mod snapshots;
+mod support;

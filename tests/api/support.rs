@@ -1,0 +1,300 @@
+//! The test harness: the real service on port 0 with a database of its own
+//! (a SQLite file in a temp dir, or a fresh PostgreSQL database when
+//! `SNAPREG_TEST_DATABASE_URL` is set), an HTTP client, and builders.
+
+use awc::http::Method;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde_json::{json, Value};
+use snapreg::app::Application;
+use snapreg::config::Config;
+use snapreg::db::DatabaseUrl;
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub base: String,
+    client: awc::Client,
+    _dir: TempDir,
+    pg: Option<PgDatabase>,
+}
+
+/// A response as a client sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub location: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl Reply {
+    /// Asserts the status and the error envelope's `code`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.body["error"]["code"], code, "{self:?}");
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "error without message: {self:?}"
+        );
+    }
+
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        self.body
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (database_url, pg) = match std::env::var("SNAPREG_TEST_DATABASE_URL") {
+            Ok(admin) if !admin.is_empty() => {
+                let pg = PgDatabase::create(&admin);
+                (DatabaseUrl::Postgres(pg.url.clone()), Some(pg))
+            }
+            _ => (DatabaseUrl::Sqlite(dir.path().join("snapreg.db")), None),
+        };
+        let config = Config {
+            bind: "127.0.0.1:0".into(),
+            database_url,
+            data_dir: dir.path().to_path_buf(),
+            pool_size: 8,
+        };
+        let app = Application::build(&config).expect("service starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        actix_rt::spawn(app.run());
+        let client = awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .finish();
+        TestApp {
+            base,
+            client,
+            _dir: dir,
+            pg,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    /// Sends a request; `body` goes as JSON when given.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        let response = match body {
+            Some(body) => request.send_json(&body).await,
+            None => request.send().await,
+        };
+        self.reply(response.expect("request completes")).await
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(ct) = content_type {
+            request = request.insert_header(("content-type", ct));
+        }
+        let response = request.send_body(body).await.expect("request completes");
+        self.reply(response).await
+    }
+
+    async fn reply<S>(&self, mut response: awc::ClientResponse<S>) -> Reply
+    where
+        S: futures::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
+    {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (location, content_type) = (header("location"), header("content-type"));
+        let status = response.status().as_u16();
+        let bytes = response.body().limit(16 << 20).await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!("not JSON ({status}): {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Reply {
+            status,
+            body,
+            location,
+            content_type,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    // Builders: the smallest calls that set up a registry.
+
+    pub async fn project(&self, slug: &str) -> Value {
+        self.post("/v1/projects", json!({ "slug": slug }))
+            .await
+            .expect(201)
+    }
+
+    /// A project with one snapshottable plan per slug.
+    pub async fn project_with_plans(&self, slug: &str, plans: &[&str]) -> Value {
+        let project = self.project(slug).await;
+        for plan in plans {
+            self.plan(slug, json!({ "slug": plan })).await;
+        }
+        project
+    }
+
+    pub async fn plan(&self, project: &str, body: Value) -> Value {
+        self.post(&format!("/v1/projects/{project}/plans"), body)
+            .await
+            .expect(201)
+    }
+
+    pub async fn snapshot(&self, project: &str, body: Value) -> Value {
+        self.post(&format!("/v1/projects/{project}/snapshots"), body)
+            .await
+            .expect(201)
+    }
+
+    pub async fn set_image(&self, image: &Value, status: &str) -> Reply {
+        self.patch(
+            &format!("/v1/images/{}", id(image)),
+            json!({ "status": status }),
+        )
+        .await
+    }
+
+    pub async fn set_snapshot(&self, snapshot: &Value, status: &str) -> Reply {
+        self.patch(
+            &format!("/v1/snapshots/{}", id(snapshot)),
+            json!({ "status": status }),
+        )
+        .await
+    }
+
+    /// A snapshot of every plan, all images active (so the snapshot is active).
+    pub async fn active_snapshot(&self, project: &str) -> Value {
+        let snapshot = self.snapshot(project, json!({})).await;
+        for image in images(&snapshot) {
+            self.set_image(&image, "active").await.expect(200);
+        }
+        self.snapshot_by_id(&snapshot).await
+    }
+
+    pub async fn snapshot_by_id(&self, snapshot: &Value) -> Value {
+        self.get(&format!("/v1/snapshots/{}", id(snapshot)))
+            .await
+            .expect(200)
+    }
+
+    pub async fn events_of_snapshot(&self, snapshot: &Value) -> Vec<Value> {
+        let page = self
+            .get(&format!("/v1/snapshots/{}/events?limit=500", id(snapshot)))
+            .await
+            .expect(200);
+        items(&page)
+    }
+
+    pub async fn events_of_project(&self, project: &str) -> Vec<Value> {
+        let page = self
+            .get(&format!("/v1/projects/{project}/events?limit=500"))
+            .await
+            .expect(200);
+        items(&page)
+    }
+}
+
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().expect("has an id").to_owned()
+}
+
+pub fn images(snapshot: &Value) -> Vec<Value> {
+    snapshot["images"].as_array().expect("has images").clone()
+}
+
+pub fn items(page: &Value) -> Vec<Value> {
+    page["items"].as_array().expect("is a page").clone()
+}
+
+/// A database of its own on the PostgreSQL server, dropped with the test.
+struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create(admin: &str) -> PgDatabase {
+        let name = format!("snapreg_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = PgConnection::establish(admin).expect("PostgreSQL answers");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .expect("create test database");
+        let url = with_database(admin, &name);
+        PgDatabase {
+            admin: admin.to_owned(),
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.admin) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn);
+        }
+    }
+}
+
+/// The admin URL with its database name replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+#[test]
+fn database_name_is_replaced_in_urls() {
+    assert_eq!(
+        with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "x"),
+        "postgres://u:p@h:5432/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+}
