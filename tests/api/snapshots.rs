@@ -177,7 +177,7 @@ async fn list_filters_by_status_and_embeds_images() {
         .get("/v1/projects/web/snapshots?status=active")
         .await
         .expect(200);
-    assert_eq!(items(&only_active), [active.clone()]);
+    assert_eq!(items(&only_active), std::slice::from_ref(&active));
     let page = app
         .get("/v1/projects/web/snapshots?limit=1")
         .await

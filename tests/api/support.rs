@@ -14,7 +14,8 @@ pub struct TestApp {
     pub base: String,
     client: awc::Client,
     _dir: TempDir,
-    pg: Option<PgDatabase>,
+    /// Dropped (with the database) when the test ends.
+    _pg: Option<PgDatabase>,
 }
 
 /// A response as a client sees it.
@@ -74,12 +75,8 @@ impl TestApp {
             base,
             client,
             _dir: dir,
-            pg,
+            _pg: pg,
         }
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        self.pg.is_some()
     }
 
     /// Sends a request; `body` goes as JSON when given.
