@@ -1,7 +1,7 @@
 //! Concurrent requests over real sockets: the races this service exists for.
 //! `SNAPREG_RACE_TRIALS` sets how many times each runs (default 10).
 
-use crate::support::{id, images, items, TestApp};
+use crate::support::{id, images, TestApp};
 use futures::future::join_all;
 use serde_json::{json, Value};
 
@@ -89,19 +89,17 @@ async fn assert_current_is_consistent(app: &TestApp, trial: usize) -> Option<Str
         .collect();
     moves.reverse();
     let mut pointer = Value::Null;
-    for event in &moves {
+    for (n, event) in moves.iter().enumerate() {
         assert_eq!(
             event["from"], pointer,
-            "trial {trial}: broken chain {moves:?}"
+            "trial {trial}: chain broken at move {n}"
         );
         pointer = event["to"].clone();
     }
     assert_eq!(pointer, json!(current), "trial {trial}");
-    let listed = app
-        .get("/v1/projects/web/snapshots?limit=500")
+    let flagged: Vec<String> = app
+        .all_pages("/v1/projects/web/snapshots")
         .await
-        .expect(200);
-    let flagged: Vec<String> = items(&listed)
         .iter()
         .filter(|s| s["is_current"] == true)
         .map(id)

@@ -211,19 +211,27 @@ impl TestApp {
     }
 
     pub async fn events_of_snapshot(&self, snapshot: &Value) -> Vec<Value> {
-        let page = self
-            .get(&format!("/v1/snapshots/{}/events?limit=500", id(snapshot)))
+        self.all_pages(&format!("/v1/snapshots/{}/events", id(snapshot)))
             .await
-            .expect(200);
-        items(&page)
     }
 
     pub async fn events_of_project(&self, project: &str) -> Vec<Value> {
-        let page = self
-            .get(&format!("/v1/projects/{project}/events?limit=500"))
+        self.all_pages(&format!("/v1/projects/{project}/events"))
             .await
-            .expect(200);
-        items(&page)
+    }
+
+    /// Every item of a list, following `next_cursor` to the end.
+    pub async fn all_pages(&self, path: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut url = format!("{path}?limit=500");
+        loop {
+            let page = self.get(&url).await.expect(200);
+            all.extend(items(&page));
+            match page["next_cursor"].as_str() {
+                Some(cursor) => url = format!("{path}?limit=500&cursor={cursor}"),
+                None => return all,
+            }
+        }
     }
 }
 
