@@ -18,8 +18,10 @@ use crate::registry::page::PageRequest;
 use crate::registry::Actor;
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::future::{ready, Ready};
 
 /// Largest JSON body accepted (API.md: 64 KiB).
@@ -80,72 +82,134 @@ pub fn created(location: String, body: impl Serialize) -> HttpResponse {
         .json(body)
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    use web::{delete, get, patch, post, put};
-    let resources = [
-        ("/healthz", vec![get().to(health::healthz)]),
-        ("/readyz", vec![get().to(health::readyz)]),
-        (
-            "/v1/projects",
-            vec![post().to(projects::create), get().to(projects::list)],
-        ),
-        (
-            "/v1/projects/{project}",
-            vec![
-                get().to(projects::get),
-                patch().to(projects::update),
-                delete().to(projects::delete),
-            ],
-        ),
-        (
-            "/v1/projects/{project}/plans",
-            vec![post().to(plans::create), get().to(plans::list)],
-        ),
-        (
+/// One route of the service: the single list both the router and the
+/// OpenAPI check (`tests` below) read.
+pub struct Endpoint {
+    pub path: &'static str,
+    pub method: Method,
+    route: Route,
+}
+
+fn endpoint<F, Args>(path: &'static str, method: Method, handler: F) -> Endpoint
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    Endpoint {
+        path,
+        route: web::method(method.clone()).to(handler),
+        method,
+    }
+}
+
+pub fn endpoints() -> Vec<Endpoint> {
+    use Method as M;
+    vec![
+        endpoint("/healthz", M::GET, health::healthz),
+        endpoint("/readyz", M::GET, health::readyz),
+        endpoint("/v1/projects", M::POST, projects::create),
+        endpoint("/v1/projects", M::GET, projects::list),
+        endpoint("/v1/projects/{project}", M::GET, projects::get),
+        endpoint("/v1/projects/{project}", M::PATCH, projects::update),
+        endpoint("/v1/projects/{project}", M::DELETE, projects::delete),
+        endpoint("/v1/projects/{project}/plans", M::POST, plans::create),
+        endpoint("/v1/projects/{project}/plans", M::GET, plans::list),
+        endpoint("/v1/projects/{project}/plans/{plan}", M::GET, plans::get),
+        endpoint(
             "/v1/projects/{project}/plans/{plan}",
-            vec![get().to(plans::get), patch().to(plans::update)],
+            M::PATCH,
+            plans::update,
         ),
-        (
+        endpoint(
             "/v1/projects/{project}/plans/{plan}/image",
-            vec![get().to(plans::image)],
+            M::GET,
+            plans::image,
         ),
-        (
+        endpoint(
             "/v1/projects/{project}/snapshots",
-            vec![post().to(snapshots::create), get().to(snapshots::list)],
+            M::POST,
+            snapshots::create,
         ),
-        (
-            "/v1/projects/{project}/current",
-            vec![
-                get().to(current::get),
-                put().to(current::set),
-                delete().to(current::clear),
-            ],
-        ),
-        (
-            "/v1/projects/{project}/events",
-            vec![get().to(events::for_project)],
-        ),
-        (
-            "/v1/snapshots/{snapshot}",
-            vec![get().to(snapshots::get), patch().to(snapshots::update)],
-        ),
-        (
-            "/v1/snapshots/{snapshot}/images",
-            vec![post().to(images::create)],
-        ),
-        (
+        endpoint("/v1/projects/{project}/snapshots", M::GET, snapshots::list),
+        endpoint("/v1/projects/{project}/current", M::GET, current::get),
+        endpoint("/v1/projects/{project}/current", M::PUT, current::set),
+        endpoint("/v1/projects/{project}/current", M::DELETE, current::clear),
+        endpoint("/v1/projects/{project}/events", M::GET, events::for_project),
+        endpoint("/v1/snapshots/{snapshot}", M::GET, snapshots::get),
+        endpoint("/v1/snapshots/{snapshot}", M::PATCH, snapshots::update),
+        endpoint("/v1/snapshots/{snapshot}/images", M::POST, images::create),
+        endpoint(
             "/v1/snapshots/{snapshot}/events",
-            vec![get().to(events::for_snapshot)],
+            M::GET,
+            events::for_snapshot,
         ),
-        (
-            "/v1/images/{image}",
-            vec![get().to(images::get), patch().to(images::update)],
-        ),
-    ];
-    for (path, routes) in resources {
+        endpoint("/v1/images/{image}", M::GET, images::get),
+        endpoint("/v1/images/{image}", M::PATCH, images::update),
+    ]
+}
+
+/// Registers every endpoint; a known path with another method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let mut by_path: BTreeMap<&'static str, Vec<Route>> = BTreeMap::new();
+    for Endpoint { path, route, .. } in endpoints() {
+        by_path.entry(path).or_default().push(route);
+    }
+    for (path, routes) in by_path {
         let resource = routes
             .into_iter()
             .fold(web::resource(path), |resource, route| resource.route(route));
         cfg.service(resource.default_service(web::to(errors::method_not_allowed)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoints;
+    use std::collections::BTreeSet;
+
+    /// `(METHOD, path)` of every operation in openapi/openapi.yaml.
+    fn spec_operations() -> BTreeSet<(String, String)> {
+        let spec = include_str!("../../openapi/openapi.yaml");
+        let mut operations = BTreeSet::new();
+        let mut in_paths = false;
+        let mut path = String::new();
+        for line in spec.lines() {
+            if !line.starts_with(' ') && !line.is_empty() {
+                in_paths = line == "paths:";
+                continue;
+            }
+            if !in_paths {
+                continue;
+            }
+            if let Some(p) = line.strip_prefix("  /") {
+                path = format!("/{}", p.trim_end_matches(':'));
+            } else if let Some(m) = line.strip_prefix("    ") {
+                let m = m.trim_end_matches(':');
+                if ["get", "post", "put", "patch", "delete", "head"].contains(&m) {
+                    operations.insert((m.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        operations
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_registered_routes() {
+        let registered: BTreeSet<(String, String)> = endpoints()
+            .iter()
+            .map(|e| (e.method.to_string(), e.path.to_owned()))
+            .collect();
+        let documented = spec_operations();
+        let undocumented: Vec<_> = registered.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&registered).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from openapi.yaml: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "openapi.yaml operations without a route: {unserved:?}"
+        );
     }
 }
