@@ -82,6 +82,10 @@ pub struct Bounded<const MAX: usize>(pub String);
 impl<'de, const MAX: usize> Deserialize<'de> for Bounded<MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
+        if s.contains('\0') {
+            // PostgreSQL text cannot hold NUL; refuse it on every backend alike.
+            return Err(serde::de::Error::custom("string contains a NUL character"));
+        }
         if s.chars().count() > MAX {
             return Err(serde::de::Error::custom(format!(
                 "string of {} characters is over the limit of {MAX}",
@@ -132,6 +136,14 @@ mod tests {
     fn slugs_never_look_like_uuids() {
         assert!(Slug::parse("0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b").is_err());
         assert!(Slug::parse("0193a2b45c6d7e8f9a0b1c2d3e4f5a6b").is_err());
+    }
+
+    #[test]
+    fn bounded_strings_refuse_nul_and_overlong_text() {
+        let parse = |json: &str| serde_json::from_str::<Bounded<3>>(json).map(|b| b.0);
+        assert_eq!(parse(r#""äöü""#).ok(), Some("äöü".to_owned()));
+        assert!(parse(r#""abcd""#).is_err());
+        assert!(parse(r#""a\u0000""#).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::error::Error;
 use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
@@ -117,6 +118,11 @@ pub async fn route_not_found(req: HttpRequest) -> HttpResponse {
     .error_response()
 }
 
-pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    Error::MethodNotAllowed(req.method().to_string()).error_response()
+/// `405` with the `Allow` header RFC 9110 asks for.
+pub async fn method_not_allowed(req: HttpRequest, allow: String) -> HttpResponse {
+    let mut response = Error::MethodNotAllowed(req.method().to_string()).error_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }

@@ -151,15 +151,20 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 /// Registers every endpoint; a known path with another method answers 405.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let mut by_path: BTreeMap<&'static str, Vec<Route>> = BTreeMap::new();
-    for Endpoint { path, route, .. } in endpoints() {
-        by_path.entry(path).or_default().push(route);
+    let mut by_path: BTreeMap<&'static str, Vec<Endpoint>> = BTreeMap::new();
+    for endpoint in endpoints() {
+        by_path.entry(endpoint.path).or_default().push(endpoint);
     }
-    for (path, routes) in by_path {
-        let resource = routes
+    for (path, endpoints) in by_path {
+        let mut allow: Vec<String> = endpoints.iter().map(|e| e.method.to_string()).collect();
+        allow.sort();
+        let allow = allow.join(", ");
+        let resource = endpoints
             .into_iter()
-            .fold(web::resource(path), |resource, route| resource.route(route));
-        cfg.service(resource.default_service(web::to(errors::method_not_allowed)));
+            .fold(web::resource(path), |resource, e| resource.route(e.route));
+        cfg.service(resource.default_service(web::to(move |req: HttpRequest| {
+            errors::method_not_allowed(req, allow.clone())
+        })));
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, NaiveDateTime};
+use chrono::{DateTime, Datelike, NaiveDateTime};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -27,7 +27,9 @@ impl Cursor {
         let decoded = String::from_utf8(bytes).map_err(|_| garbled())?;
         let (micros, id) = decoded.split_once('/').ok_or_else(garbled)?;
         let micros: i64 = micros.parse().map_err(|_| garbled())?;
-        let at = DateTime::from_timestamp_micros(micros).ok_or_else(garbled)?;
+        let at = DateTime::from_timestamp_micros(micros)
+            .filter(|at| (1..=9999).contains(&at.year()))
+            .ok_or_else(garbled)?;
         let id = crate::input::parse_id(id).ok_or_else(garbled)?;
         Ok(Cursor {
             at: at.naive_utc(),

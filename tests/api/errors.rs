@@ -9,9 +9,9 @@ async fn unknown_routes_and_wrong_methods_use_the_envelope() {
     let app = TestApp::spawn().await;
     app.get("/v2/projects").await.assert_error(404, "not_found");
     app.get("/").await.assert_error(404, "not_found");
-    app.call(Method::PUT, "/v1/projects", Some(json!({})))
-        .await
-        .assert_error(405, "method_not_allowed");
+    let wrong = app.call(Method::PUT, "/v1/projects", Some(json!({}))).await;
+    wrong.assert_error(405, "method_not_allowed");
+    assert_eq!(wrong.allow.as_deref(), Some("GET, POST"));
     app.delete("/v1/snapshots/x")
         .await
         .assert_error(405, "method_not_allowed");

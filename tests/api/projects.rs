@@ -67,6 +67,7 @@ async fn bodies_are_strict() {
         json!({"name": "no slug"}),
         json!({"slug": "web", "auto_promote": "yes"}),
         json!({"slug": "web", "name": "n".repeat(201)}),
+        json!({"slug": "web", "name": "nul\u{0}byte"}),
         json!(["web"]),
     ] {
         app.post("/v1/projects", body)

@@ -25,6 +25,7 @@ pub struct Reply {
     pub body: Value,
     pub location: Option<String>,
     pub content_type: Option<String>,
+    pub allow: Option<String>,
 }
 
 impl Reply {
@@ -117,6 +118,7 @@ impl TestApp {
                 .map(str::to_owned)
         };
         let (location, content_type) = (header("location"), header("content-type"));
+        let allow = header("allow");
         let status = response.status().as_u16();
         let bytes = response.body().limit(16 << 20).await.expect("body");
         let body = if bytes.is_empty() {
@@ -131,6 +133,7 @@ impl TestApp {
             body,
             location,
             content_type,
+            allow,
         }
     }
 
