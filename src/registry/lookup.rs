@@ -10,15 +10,29 @@ use crate::error::{Error, Result};
 use crate::input::{parse_id, Ref};
 use diesel::prelude::*;
 
+/// Narrows a boxed query to the row a `Ref` names, by its table's `id` or
+/// `slug` column: `by_ref!(query, projects, reference)`.
+macro_rules! by_ref {
+    ($query:expr, $table:ident, $reference:expr) => {
+        match $reference {
+            $crate::input::Ref::Id(id) => $query.filter($table::id.eq(id)),
+            $crate::input::Ref::Slug(slug) => {
+                $query.filter($table::slug.eq(slug.as_str().to_owned()))
+            }
+        }
+    };
+}
+pub(crate) use by_ref;
+
 /// The project a path segment names (id or slug); anything else is 404.
 pub fn project(conn: &mut DbConn, reference: &str) -> Result<ProjectRow> {
     let not_found = || Error::not_found("project", reference);
     let query = projects::table.select(ProjectRow::as_select()).into_boxed();
-    let query = match Ref::parse(reference).ok_or_else(not_found)? {
-        Ref::Id(id) => query.filter(projects::id.eq(id)),
-        Ref::Slug(slug) => query.filter(projects::slug.eq(slug.as_str().to_owned())),
-    };
-    query.first(conn).optional()?.ok_or_else(not_found)
+    let reference = Ref::parse(reference).ok_or_else(not_found)?;
+    by_ref!(query, projects, reference)
+        .first(conn)
+        .optional()?
+        .ok_or_else(not_found)
 }
 
 /// Re-reads a project under a row lock.
@@ -48,11 +62,7 @@ pub fn plan_in_project(
         .filter(plans::project_id.eq(project_id.to_owned()))
         .select(PlanRow::as_select())
         .into_boxed();
-    let query = match reference {
-        Ref::Id(id) => query.filter(plans::id.eq(id)),
-        Ref::Slug(slug) => query.filter(plans::slug.eq(slug.as_str().to_owned())),
-    };
-    Ok(query.first(conn).optional()?)
+    Ok(by_ref!(query, plans, reference).first(conn).optional()?)
 }
 
 /// The plan a path segment names within the project; 404 otherwise.

@@ -3,7 +3,7 @@
 //! statement: project → plan → (the plan it borrows from) → image in the
 //! current (or requested) snapshot.
 
-use super::lookup;
+use super::lookup::{self, by_ref};
 use crate::db::rows::ImageRow;
 use crate::db::schema::{images, plans, projects, snapshots};
 use crate::db::DbConn;
@@ -40,14 +40,7 @@ pub fn plan_image(
                     Option::<ImageRow>::as_select(),
                 ))
                 .into_boxed();
-            let query = match project_ref {
-                Ref::Id(id) => query.filter(projects::id.eq(id)),
-                Ref::Slug(slug) => query.filter(projects::slug.eq(slug.as_str().to_owned())),
-            };
-            let query = match plan_ref {
-                Ref::Id(id) => query.filter(plans::id.eq(id)),
-                Ref::Slug(slug) => query.filter(plans::slug.eq(slug.as_str().to_owned())),
-            };
+            let query = by_ref!(by_ref!(query, projects, project_ref), plans, plan_ref);
             let row: Option<(Option<String>, Option<ImageRow>)> = query.first(conn).optional()?;
             let (snapshot_id, image) = row.ok_or_else(|| missing(conn, project, plan))?;
             let snapshot_id = snapshot_id.ok_or(Error::NoCurrentSnapshot)?;
@@ -70,14 +63,7 @@ pub fn plan_image(
                 )
                 .select((snapshots::id.nullable(), Option::<ImageRow>::as_select()))
                 .into_boxed();
-            let query = match project_ref {
-                Ref::Id(id) => query.filter(projects::id.eq(id)),
-                Ref::Slug(slug) => query.filter(projects::slug.eq(slug.as_str().to_owned())),
-            };
-            let query = match plan_ref {
-                Ref::Id(id) => query.filter(plans::id.eq(id)),
-                Ref::Slug(slug) => query.filter(plans::slug.eq(slug.as_str().to_owned())),
-            };
+            let query = by_ref!(by_ref!(query, projects, project_ref), plans, plan_ref);
             let row: Option<(Option<String>, Option<ImageRow>)> = query.first(conn).optional()?;
             let (snapshot_id, image) = row.ok_or_else(|| missing(conn, project, plan))?;
             let snapshot_id =

@@ -1,9 +1,10 @@
 //! Snapshots: created with their images in one transaction, read with their
 //! images in one consistent read, and moved through the state machine.
 
+use super::lookup::{self, by_ref};
 use super::page::{keyset, Page, PageRequest};
 use super::recompute::{apply_snapshot_status, image_statuses, recompute};
-use super::{events, lookup, new_id, Actor, Change};
+use super::{events, new_id, Actor, Change};
 use crate::db::rows::{ImageRow, PlanRow, SnapshotRow};
 use crate::db::schema::{images, plans, projects, snapshots};
 use crate::db::{read_tx, write_tx, DbConn};
@@ -194,11 +195,9 @@ pub fn current_of(conn: &mut DbConn, project: &str) -> Result<SnapshotView> {
             Option::<ImageRow>::as_select(),
         ))
         .into_boxed();
-    let query = match Ref::parse(project).ok_or_else(not_found)? {
-        Ref::Id(id) => query.filter(projects::id.eq(id)),
-        Ref::Slug(slug) => query.filter(projects::slug.eq(slug.as_str().to_owned())),
-    };
-    let rows: Vec<(Option<SnapshotRow>, Option<ImageRow>)> = query.load(conn)?;
+    let reference = Ref::parse(project).ok_or_else(not_found)?;
+    let rows: Vec<(Option<SnapshotRow>, Option<ImageRow>)> =
+        by_ref!(query, projects, reference).load(conn)?;
     let mut rows = rows.into_iter();
     let (snapshot, first) = rows.next().ok_or_else(not_found)?;
     let snapshot = snapshot.ok_or(Error::NoCurrentSnapshot)?;

@@ -35,12 +35,7 @@ async fn set_get_and_clear_the_current_snapshot() {
     assert_eq!(app.snapshot_by_id(&snapshot).await["is_current"], true);
 
     // Idempotent: a second identical PUT records nothing.
-    app.put(
-        "/v1/projects/web/current",
-        json!({"snapshot_id": id(&snapshot)}),
-    )
-    .await
-    .expect(200);
+    app.set_current("web", &snapshot).await.expect(200);
     let events = current_events(&app, "web").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["from"], Value::Null);
@@ -111,9 +106,7 @@ async fn invalidating_the_current_snapshot_falls_back() {
     let never_current = app.active_snapshot("web").await;
     let newer = app.active_snapshot("web").await;
     for s in [&older, &newer] {
-        app.put("/v1/projects/web/current", json!({"snapshot_id": id(s)}))
-            .await
-            .expect(200);
+        app.set_current("web", s).await.expect(200);
     }
     let changed = app
         .set_image(&newer["images"][0], "invalidated")

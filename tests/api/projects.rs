@@ -194,12 +194,7 @@ async fn delete_takes_everything_of_the_project_along() {
     let app = TestApp::spawn().await;
     app.project_with_plans("web", &["debian"]).await;
     let snapshot = app.active_snapshot("web").await;
-    app.put(
-        "/v1/projects/web/current",
-        json!({"snapshot_id": id(&snapshot)}),
-    )
-    .await
-    .expect(200);
+    app.set_current("web", &snapshot).await.expect(200);
     let image = &snapshot["images"][0];
     let reply = app.delete("/v1/projects/web").await;
     assert_eq!(reply.status, 204);

@@ -131,12 +131,7 @@ async fn concurrent_put_current_leaves_one_consistent_current() {
         candidates.push(app.active_snapshot("web").await);
     }
     for trial in 0..trials() {
-        let replies = join_all(
-            candidates
-                .iter()
-                .map(|s| app.put("/v1/projects/web/current", json!({"snapshot_id": id(s)}))),
-        )
-        .await;
+        let replies = join_all(candidates.iter().map(|s| app.set_current("web", s))).await;
         for reply in &replies {
             assert_eq!(reply.status, 200, "trial {trial}: {reply:?}");
         }
@@ -150,18 +145,10 @@ async fn current_never_points_at_a_snapshot_invalidated_concurrently() {
     let app = TestApp::spawn().await;
     app.project_with_plans("web", &["debian"]).await;
     let base = app.active_snapshot("web").await;
-    app.put(
-        "/v1/projects/web/current",
-        json!({"snapshot_id": id(&base)}),
-    )
-    .await
-    .expect(200);
+    app.set_current("web", &base).await.expect(200);
     for trial in 0..trials() {
         let target = app.active_snapshot("web").await;
-        let put = app.put(
-            "/v1/projects/web/current",
-            json!({"snapshot_id": id(&target)}),
-        );
+        let put = app.set_current("web", &target);
         let invalidate = app.set_image(&target["images"][0], "invalidated");
         let (put, invalidated) = futures::join!(put, invalidate);
         assert_eq!(invalidated.status, 200, "trial {trial}: {invalidated:?}");

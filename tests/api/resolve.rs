@@ -10,12 +10,7 @@ async fn a_dependent_plan_resolves_to_its_target_plans_image() {
     app.plan("web", json!({"slug": "i386", "snapshot_plan": "amd64"}))
         .await;
     let snapshot = app.active_snapshot("web").await;
-    app.put(
-        "/v1/projects/web/current",
-        json!({"snapshot_id": id(&snapshot)}),
-    )
-    .await
-    .expect(200);
+    app.set_current("web", &snapshot).await.expect(200);
     let amd64_image = app
         .get("/v1/projects/web/plans/amd64/image")
         .await
@@ -52,12 +47,7 @@ async fn an_explicit_snapshot_is_used_instead_of_the_current_one() {
     let app = TestApp::spawn().await;
     app.project_with_plans("web", &["debian"]).await;
     let current = app.active_snapshot("web").await;
-    app.put(
-        "/v1/projects/web/current",
-        json!({"snapshot_id": id(&current)}),
-    )
-    .await
-    .expect(200);
+    app.set_current("web", &current).await.expect(200);
     let pending = app.snapshot("web", json!({})).await;
     let image = app
         .get(&format!(
@@ -105,12 +95,7 @@ async fn missing_pieces_have_their_own_codes() {
         .await
         .assert_error(404, "not_found");
     let snapshot = app.active_snapshot("web").await;
-    app.put(
-        "/v1/projects/web/current",
-        json!({"snapshot_id": id(&snapshot)}),
-    )
-    .await
-    .expect(200);
+    app.set_current("web", &snapshot).await.expect(200);
     // A plan added after the snapshot has no image in it.
     app.plan("web", json!({"slug": "ubuntu"})).await;
     app.get("/v1/projects/web/plans/ubuntu/image")

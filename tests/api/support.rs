@@ -198,6 +198,14 @@ impl TestApp {
         .await
     }
 
+    pub async fn set_current(&self, project: &str, snapshot: &Value) -> Reply {
+        self.put(
+            &format!("/v1/projects/{project}/current"),
+            json!({ "snapshot_id": id(snapshot) }),
+        )
+        .await
+    }
+
     /// A snapshot of every plan, all images active (so the snapshot is active).
     pub async fn active_snapshot(&self, project: &str) -> Value {
         let snapshot = self.snapshot(project, json!({})).await;
