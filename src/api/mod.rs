@@ -19,7 +19,7 @@ use crate::registry::Actor;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::http::Method;
-use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route};
+use actix_web::{guard, web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::{ready, Ready};
@@ -96,9 +96,15 @@ where
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
+    let route = if method == Method::GET {
+        // HEAD answers like GET without the body (actix drops it).
+        web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+    } else {
+        web::method(method.clone())
+    };
     Endpoint {
         path,
-        route: web::method(method.clone()).to(handler),
+        route: route.to(handler),
         method,
     }
 }
@@ -157,6 +163,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }
     for (path, endpoints) in by_path {
         let mut allow: Vec<String> = endpoints.iter().map(|e| e.method.to_string()).collect();
+        if endpoints.iter().any(|e| e.method == Method::GET) {
+            allow.push(Method::HEAD.to_string());
+        }
         allow.sort();
         let allow = allow.join(", ");
         let resource = endpoints

@@ -11,7 +11,11 @@ async fn unknown_routes_and_wrong_methods_use_the_envelope() {
     app.get("/").await.assert_error(404, "not_found");
     let wrong = app.call(Method::PUT, "/v1/projects", Some(json!({}))).await;
     wrong.assert_error(405, "method_not_allowed");
-    assert_eq!(wrong.allow.as_deref(), Some("GET, POST"));
+    assert_eq!(wrong.allow.as_deref(), Some("GET, HEAD, POST"));
+    let head = app.call(Method::HEAD, "/v1/projects", None).await;
+    assert_eq!((head.status, head.body), (200, serde_json::Value::Null));
+    let head = app.call(Method::HEAD, "/v1/projects/nope", None).await;
+    assert_eq!((head.status, head.body), (404, serde_json::Value::Null));
     app.delete("/v1/snapshots/x")
         .await
         .assert_error(405, "method_not_allowed");
