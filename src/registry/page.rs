@@ -53,7 +53,11 @@ impl PageRequest {
                 "limit must be between 1 and {MAX_LIMIT}, got {limit}"
             )));
         }
-        let after = cursor.map(Cursor::decode).transpose()?;
+        // An empty cursor is the first page, as if none were given.
+        let after = cursor
+            .filter(|c| !c.is_empty())
+            .map(Cursor::decode)
+            .transpose()?;
         Ok(PageRequest { limit, after })
     }
 
@@ -143,7 +147,6 @@ mod tests {
     #[test]
     fn garbled_cursors_are_bad_requests() {
         for bad in [
-            "",
             "!!!",
             "bm90LWEtY3Vyc29y",
             &URL_SAFE_NO_PAD.encode("12/not-a-uuid"),
@@ -153,6 +156,14 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_cursor_is_the_first_page() {
+        assert_eq!(
+            PageRequest::new(None, Some("")).map(|p| p.after).ok(),
+            Some(None)
+        );
     }
 
     #[test]

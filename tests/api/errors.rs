@@ -85,6 +85,27 @@ async fn form_errors_come_before_missing_resources() {
 }
 
 #[actix_rt::test]
+async fn the_openapi_document_is_served() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .client()
+        .get(format!("{}/openapi.yaml", app.base))
+        .send()
+        .await;
+    let mut reply = reply.expect("request completes");
+    assert_eq!(reply.status().as_u16(), 200);
+    assert_eq!(
+        reply
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/yaml")
+    );
+    let body = reply.body().limit(1 << 20).await.expect("body");
+    assert!(body.starts_with(b"openapi: 3.1.0"));
+}
+
+#[actix_rt::test]
 async fn health_and_readiness() {
     let app = TestApp::spawn().await;
     assert_eq!(

@@ -159,6 +159,8 @@ async fn list_rejects_bad_limits_and_cursors() {
             .assert_error(400, "bad_request");
     }
     app.get("/v1/projects?limit=500").await.expect(200);
+    // An empty cursor (a client echoing `next_cursor: null`) is the first page.
+    app.get("/v1/projects?cursor=").await.expect(200);
 }
 
 #[actix_rt::test]

@@ -80,6 +80,11 @@ impl TestApp {
         }
     }
 
+    /// The raw client, for answers that are not JSON.
+    pub fn client(&self) -> &awc::Client {
+        &self.client
+    }
+
     /// Sends a request; `body` goes as JSON when given.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         let request = self.client.request(method, format!("{}{path}", self.base));
