@@ -1,5 +1,6 @@
 //! `/v1/projects/{project}/current`: the snapshot schedulers build from.
 
+use super::body::Body;
 use super::views::SnapshotJson;
 use super::AppState;
 use crate::error::Result;
@@ -25,9 +26,9 @@ pub async fn set(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
-    body: web::Json<SetCurrent>,
+    body: Body<SetCurrent>,
 ) -> Result<HttpResponse> {
-    let (project, snapshot) = (path.into_inner(), body.into_inner().snapshot_id);
+    let (project, snapshot) = (path.into_inner(), body.0.snapshot_id);
     let snapshot = state
         .run(move |conn| current::set_current(conn, &actor, &project, &snapshot))
         .await?;

@@ -1,5 +1,6 @@
 //! `POST /v1/snapshots/{snapshot}/images` and `/v1/images/{image}`.
 
+use super::body::Body;
 use super::snapshots::initial_status;
 use super::views::{ImageJson, ImageWithSnapshotJson};
 use super::{created, AppState};
@@ -29,9 +30,9 @@ pub async fn create(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
-    body: web::Json<CreateImage>,
+    body: Body<CreateImage>,
 ) -> Result<HttpResponse> {
-    let (snapshot, body) = (path.into_inner(), body.into_inner());
+    let (snapshot, body) = (path.into_inner(), body.0);
     let new = NewImage {
         plan: body.plan,
         job_id: body.job_id.map(JobId::into_inner),
@@ -58,9 +59,9 @@ pub async fn update(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
-    body: web::Json<UpdateImage>,
+    body: Body<UpdateImage>,
 ) -> Result<HttpResponse> {
-    let (image, to) = (path.into_inner(), body.into_inner().status);
+    let (image, to) = (path.into_inner(), body.0.status);
     let changed = state
         .run(move |conn| images::set_image_status(conn, &actor, &image, to))
         .await?;

@@ -2,6 +2,7 @@
 //! response views and the error mapping. Handlers parse, call one registry
 //! function on the blocking pool, and render.
 
+pub mod body;
 pub mod current;
 pub mod errors;
 pub mod events;

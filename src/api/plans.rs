@@ -1,6 +1,7 @@
 //! `/v1/projects/{project}/plans…` and the scheduler's
 //! `GET …/plans/{plan}/image`.
 
+use super::body::Body;
 use super::views::{ImageJson, PageJson, PlanJson};
 use super::{created, AppState, PageQuery};
 use crate::db::rows::PlanStatus;
@@ -41,9 +42,9 @@ pub async fn create(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
-    body: web::Json<CreatePlan>,
+    body: Body<CreatePlan>,
 ) -> Result<HttpResponse> {
-    let (project, body) = (path.into_inner(), body.into_inner());
+    let (project, body) = (path.into_inner(), body.0);
     let new = NewPlan {
         slug: body.slug,
         name: body.name.map(Name::into_inner),
@@ -87,9 +88,9 @@ pub async fn update(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, String)>,
-    body: web::Json<UpdatePlan>,
+    body: Body<UpdatePlan>,
 ) -> Result<HttpResponse> {
-    let ((project, plan), body) = (path.into_inner(), body.into_inner());
+    let ((project, plan), body) = (path.into_inner(), body.0);
     let changes = PlanChanges {
         name: body.name.map(Name::into_inner),
         status: body.status,

@@ -1,5 +1,6 @@
 //! `/v1/projects` and `/v1/projects/{project}`.
 
+use super::body::Body;
 use super::views::{PageJson, ProjectJson};
 use super::{created, AppState, PageQuery};
 use crate::error::Result;
@@ -27,9 +28,9 @@ pub struct UpdateProject {
 pub async fn create(
     state: web::Data<AppState>,
     actor: Actor,
-    body: web::Json<CreateProject>,
+    body: Body<CreateProject>,
 ) -> Result<HttpResponse> {
-    let body = body.into_inner();
+    let body = body.0;
     let new = NewProject {
         slug: body.slug,
         name: body.name.map(Name::into_inner),
@@ -67,9 +68,9 @@ pub async fn update(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
-    body: web::Json<UpdateProject>,
+    body: Body<UpdateProject>,
 ) -> Result<HttpResponse> {
-    let (project, body) = (path.into_inner(), body.into_inner());
+    let (project, body) = (path.into_inner(), body.0);
     let changes = ProjectChanges {
         name: body.name.map(Name::into_inner),
         auto_promote: body.auto_promote,

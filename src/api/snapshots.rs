@@ -1,5 +1,6 @@
 //! `/v1/projects/{project}/snapshots` and `/v1/snapshots/{snapshot}`.
 
+use super::body::Body;
 use super::views::{PageJson, SnapshotJson};
 use super::{created, AppState, PageQuery};
 use crate::error::{Error, Result};
@@ -49,9 +50,9 @@ pub async fn create(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
-    body: web::Json<CreateSnapshot>,
+    body: Body<CreateSnapshot>,
 ) -> Result<HttpResponse> {
-    let (project, body) = (path.into_inner(), body.into_inner());
+    let (project, body) = (path.into_inner(), body.0);
     if let Some(plans) = &body.plans {
         let mut seen = HashSet::new();
         if let Some(twice) = plans.iter().find(|p| !seen.insert(p.as_str())) {
@@ -105,9 +106,9 @@ pub async fn update(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
-    body: web::Json<UpdateSnapshot>,
+    body: Body<UpdateSnapshot>,
 ) -> Result<HttpResponse> {
-    let (snapshot, to) = (path.into_inner(), body.into_inner().status);
+    let (snapshot, to) = (path.into_inner(), body.0.status);
     let snapshot = state
         .run(move |conn| snapshots::set_snapshot_status(conn, &actor, &snapshot, to))
         .await?;

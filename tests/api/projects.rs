@@ -69,6 +69,9 @@ async fn bodies_are_strict() {
         json!({"slug": "web", "name": "n".repeat(201)}),
         json!({"slug": "web", "name": "nul\u{0}byte"}),
         json!(["web"]),
+        json!([null, null]),
+        json!("web"),
+        json!(null),
     ] {
         app.post("/v1/projects", body)
             .await
@@ -183,9 +186,11 @@ async fn patch_changes_name_and_auto_promote() {
         .await
         .expect(200);
     assert_eq!(renamed_only["auto_promote"], true, "absent fields stay");
-    app.patch("/v1/projects/web", json!({"slug": "other"}))
-        .await
-        .assert_error(400, "bad_request");
+    for body in [json!({"slug": "other"}), json!([null, null]), json!([])] {
+        app.patch("/v1/projects/web", body)
+            .await
+            .assert_error(400, "bad_request");
+    }
     app.patch("/v1/projects/nope", json!({"name": "x"}))
         .await
         .assert_error(404, "not_found");
