@@ -2,12 +2,16 @@
 //! start the real thing on port 0.
 
 use crate::api::{self, errors, AppState};
+use crate::blobs::{BlobStore, FsStore};
 use crate::config::Config;
-use crate::db::{self, SetupError};
+use crate::db::{self, DatabaseUrl, SetupError};
+use crate::registry::gc::{collect_garbage, GcSettings};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::Logger;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -18,11 +22,71 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot open the artifact store {path}: {source}")]
+    Store {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
         source: std::io::Error,
     },
+}
+
+/// Opens the artifact store and removes what crashed writes left in its
+/// `tmp/`: everything on SQLite (one process owns the data dir), and on
+/// PostgreSQL what is older than the grace period (another replica sharing
+/// the store may be writing the rest).
+pub fn open_store(config: &Config) -> Result<Arc<dyn BlobStore>, StartError> {
+    let path = config.blob_dir();
+    let failed = |source| StartError::Store {
+        path: path.display().to_string(),
+        source,
+    };
+    let store = FsStore::open(&path).map_err(failed)?;
+    let age = match config.database_url {
+        DatabaseUrl::Sqlite(_) => Duration::ZERO,
+        DatabaseUrl::Postgres(_) => config.gc_grace,
+    };
+    let removed = store.clean_temp(age).map_err(failed)?;
+    if removed > 0 {
+        log::info!(
+            "removed {removed} leftover temporary file(s) from {}",
+            path.display()
+        );
+    }
+    Ok(Arc::new(store))
+}
+
+/// Collects garbage every `interval` on a thread of its own.
+fn spawn_gc_loop(state: web::Data<AppState>, interval: Duration, grace: Duration) {
+    let settings = GcSettings {
+        grace,
+        upload_expiry: state.upload_expiry,
+    };
+    std::thread::spawn(move || loop {
+        std::thread::sleep(interval);
+        let result = state
+            .pool
+            .get()
+            .map_err(crate::error::Error::from)
+            .and_then(|mut conn| collect_garbage(&mut conn, state.store.as_ref(), &settings));
+        match result {
+            Ok(report) => {
+                for id in &report.uploads_expired {
+                    state.hashes.forget(id);
+                }
+                log::info!(
+                    "gc: {} blob(s) deleted, {} upload(s) expired, {} temporary file(s) removed",
+                    report.blobs_deleted,
+                    report.uploads_expired.len(),
+                    report.temp_files_removed
+                );
+            }
+            Err(e) => log::error!("gc failed: {e:?}"),
+        }
+    });
 }
 
 pub struct Application {
@@ -39,13 +103,22 @@ impl Application {
             source,
         })?;
         let pool = db::connect(&config.database_url, config.pool_size)?;
+        let store = open_store(config)?;
         let bind_error = |source| StartError::Bind {
             bind: config.bind.clone(),
             source,
         };
         let listener = TcpListener::bind(&config.bind).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
-        let state = web::Data::new(AppState { pool });
+        let state = web::Data::new(AppState {
+            pool,
+            store,
+            upload_expiry: config.upload_expiry,
+            hashes: Default::default(),
+        });
+        if let Some(interval) = config.gc_interval {
+            spawn_gc_loop(state.clone(), interval, config.gc_grace);
+        }
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -3,6 +3,7 @@
 use crate::db::DatabaseUrl;
 use clap::Args;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the service keeps its data; shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -22,6 +23,18 @@ pub struct StorageArgs {
     pub pool_size: u32,
 }
 
+/// Artifact housekeeping; shared by `serve` and `gc`.
+#[derive(Debug, Clone, Args)]
+pub struct ArtifactArgs {
+    /// Upload sessions idle this long expire (e.g. 30m, 24h).
+    #[arg(long, env = "SNAPREG_UPLOAD_EXPIRY", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub upload_expiry: Duration,
+
+    /// Blobs no image references are removed once unused this long.
+    #[arg(long, env = "SNAPREG_GC_GRACE", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub gc_grace: Duration,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
@@ -30,6 +43,13 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub storage: StorageArgs,
+
+    #[command(flatten)]
+    pub artifacts: ArtifactArgs,
+
+    /// How often `serve` collects garbage (0s turns the loop off).
+    #[arg(long, env = "SNAPREG_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub gc_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +58,30 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     pub data_dir: PathBuf,
     pub pool_size: u32,
+    pub upload_expiry: Duration,
+    pub gc_grace: Duration,
+    /// `None`: no garbage collection loop.
+    pub gc_interval: Option<Duration>,
+}
+
+impl Config {
+    /// Defaults for everything but where the data lives (tests, embedding).
+    pub fn new(bind: impl Into<String>, database_url: DatabaseUrl, data_dir: PathBuf) -> Config {
+        Config {
+            bind: bind.into(),
+            database_url,
+            data_dir,
+            pool_size: 16,
+            upload_expiry: Duration::from_secs(24 * 3600),
+            gc_grace: Duration::from_secs(2 * 3600),
+            gc_interval: Some(Duration::from_secs(3600)),
+        }
+    }
+
+    /// The artifact store's folder.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
 }
 
 impl StorageArgs {
@@ -56,6 +100,9 @@ impl From<ServeArgs> for Config {
             database_url: args.storage.database_url(),
             data_dir: args.storage.data_dir,
             pool_size: args.storage.pool_size.max(1),
+            upload_expiry: args.artifacts.upload_expiry,
+            gc_grace: args.artifacts.gc_grace,
+            gc_interval: Some(args.gc_interval).filter(|i| !i.is_zero()),
         }
     }
 }

@@ -50,6 +50,12 @@ pub enum Error {
     #[error("project has no snapshottable plans")]
     NoSnapshottablePlans,
     #[error("{0}")]
+    DigestMismatch(String),
+    #[error("image {id} is {status}: only an unknown or pending image takes an artifact")]
+    ImageSealed { id: String, status: Status },
+    #[error("{0}")]
+    InvalidRange(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),

@@ -2,7 +2,10 @@
 
 use clap::{Parser, Subcommand};
 use snapreg::app::Application;
-use snapreg::config::{Config, ServeArgs, StorageArgs};
+use snapreg::blobs::FsStore;
+use snapreg::config::{ArtifactArgs, Config, ServeArgs, StorageArgs};
+use snapreg::db::PooledConn;
+use snapreg::registry::gc::{collect_garbage, GcSettings};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -21,6 +24,17 @@ enum Command {
     Serve(ServeArgs),
     /// Bring the database schema up to date, then exit.
     Migrate(StorageArgs),
+    /// Collect garbage once: expired uploads, leftover temporary files,
+    /// blobs no image references (older than the grace period).
+    Gc {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(flatten)]
+        artifacts: ArtifactArgs,
+    },
+    /// Check that every referenced blob exists and hashes to its digest;
+    /// exits 1 when one does not.
+    Fsck(StorageArgs),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +42,8 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(args.into()),
         Command::Migrate(args) => migrate(&args),
+        Command::Gc { storage, artifacts } => gc(&storage, &artifacts),
+        Command::Fsck(args) => fsck(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,6 +71,66 @@ fn migrate(args: &StorageArgs) -> Result<(), String> {
     snapreg::db::connect(&url, 1).map_err(|e| e.to_string())?;
     log::info!("migrations applied ({})", describe(&url));
     Ok(())
+}
+
+/// The database and the artifact store, for the maintenance commands.
+fn open(args: &StorageArgs) -> Result<(PooledConn, FsStore), String> {
+    let pool = snapreg::db::connect(&args.database_url(), 1).map_err(|e| e.to_string())?;
+    let conn = pool.get().map_err(|e| e.to_string())?;
+    let dir = args.data_dir.join("blobs");
+    let store = FsStore::open(&dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    Ok((conn, store))
+}
+
+fn gc(storage: &StorageArgs, artifacts: &ArtifactArgs) -> Result<(), String> {
+    let (mut conn, store) = open(storage)?;
+    let settings = GcSettings {
+        grace: artifacts.gc_grace,
+        upload_expiry: artifacts.upload_expiry,
+    };
+    let report = collect_garbage(&mut conn, &store, &settings).map_err(|e| format!("{e:?}"))?;
+    println!(
+        "{} blob(s) deleted, {} upload(s) expired, {} temporary file(s) removed",
+        report.blobs_deleted,
+        report.uploads_expired.len(),
+        report.temp_files_removed
+    );
+    Ok(())
+}
+
+fn fsck(storage: &StorageArgs) -> Result<(), String> {
+    let (mut conn, store) = open(storage)?;
+    let report = snapreg::registry::fsck::fsck(&mut conn, &store).map_err(|e| format!("{e:?}"))?;
+    for (digest, images) in &report.missing {
+        println!(
+            "missing  {digest} (referenced by image {})",
+            images.join(", ")
+        );
+    }
+    for (digest, actual) in &report.corrupt {
+        println!("corrupt  {digest} (its bytes hash to {actual})");
+    }
+    for (digest, recorded, actual) in &report.wrong_size {
+        println!("size     {digest} (recorded {recorded} bytes, stored {actual})");
+    }
+    for digest in &report.orphans {
+        println!(
+            "orphan   {digest} (no image references it; gc removes it after the grace period)"
+        );
+    }
+    println!(
+        "{} referenced blob(s) checked: {} missing, {} corrupt, {} wrong size; {} orphan(s)",
+        report.checked,
+        report.missing.len(),
+        report.corrupt.len(),
+        report.wrong_size.len(),
+        report.orphans.len()
+    );
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err("fsck found broken artifact references".into())
+    }
 }
 
 /// Names the database without printing credentials.

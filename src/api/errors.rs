@@ -33,6 +33,9 @@ impl Error {
             Error::ImagesNotActive(_) => "images_not_active",
             Error::SnapshotNotActive(_) => "snapshot_not_active",
             Error::SnapshotClosed { .. } => "snapshot_closed",
+            Error::DigestMismatch(_) => "digest_mismatch",
+            Error::ImageSealed { .. } => "image_sealed",
+            Error::InvalidRange(_) => "invalid_range",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::UnknownReference(_) => "unknown_reference",
@@ -48,7 +51,7 @@ impl Error {
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) | Error::DigestMismatch(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_)
             | Error::RouteNotFound { .. }
             | Error::NoCurrentSnapshot
@@ -58,7 +61,9 @@ impl ResponseError for Error {
             | Error::InvalidTransition { .. }
             | Error::ImagesNotActive(_)
             | Error::SnapshotNotActive(_)
-            | Error::SnapshotClosed { .. } => StatusCode::CONFLICT,
+            | Error::SnapshotClosed { .. }
+            | Error::ImageSealed { .. } => StatusCode::CONFLICT,
+            Error::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::UnknownReference(_)

@@ -2,6 +2,7 @@
 //! response views and the error mapping. Handlers parse, call one registry
 //! function on the blocking pool, and render.
 
+pub mod artifacts;
 pub mod body;
 pub mod current;
 pub mod errors;
@@ -12,8 +13,11 @@ pub mod plans;
 pub mod projects;
 pub mod snapshots;
 pub mod spec;
+pub mod transfer;
+pub mod uploads;
 pub mod views;
 
+use crate::blobs::BlobStore;
 use crate::db::{DbConn, DbPool};
 use crate::error::{Error, Result};
 use crate::registry::page::PageRequest;
@@ -25,13 +29,18 @@ use actix_web::{guard, web, FromRequest, Handler, HttpRequest, HttpResponse, Res
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::{ready, Ready};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest JSON body accepted (API.md: 64 KiB).
 pub const JSON_LIMIT: usize = 64 * 1024;
 
-#[derive(Clone)]
 pub struct AppState {
     pub pool: DbPool,
+    pub store: Arc<dyn BlobStore>,
+    /// Upload sessions idle longer than this are gone.
+    pub upload_expiry: Duration,
+    pub hashes: uploads::UploadHashes,
 }
 
 impl AppState {
@@ -155,6 +164,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint("/v1/images/{image}", M::GET, images::get),
         endpoint("/v1/images/{image}", M::PATCH, images::update),
+        endpoint("/v1/images/{image}/artifact", M::PUT, artifacts::put),
+        endpoint("/v1/images/{image}/artifact", M::GET, artifacts::download),
+        endpoint("/v1/images/{image}/uploads", M::POST, uploads::start),
+        endpoint("/v1/uploads/{upload}", M::PATCH, uploads::patch),
+        endpoint("/v1/uploads/{upload}", M::GET, uploads::status),
+        endpoint("/v1/uploads/{upload}", M::PUT, uploads::commit),
+        endpoint("/v1/uploads/{upload}", M::DELETE, uploads::abandon),
     ]
 }
 

@@ -82,13 +82,25 @@ impl From<PlanRow> for PlanJson {
     }
 }
 
-/// An image's uploaded tarball; images have none until artifacts exist.
+/// An image's uploaded tarball.
 #[derive(Serialize)]
 pub struct ArtifactJson {
     pub digest: String,
     pub size: u64,
     pub media_type: String,
     pub uploaded_at: String,
+}
+
+impl ArtifactJson {
+    /// The artifact an image row records, if it has one.
+    pub fn of(image: &ImageRow) -> Option<ArtifactJson> {
+        Some(ArtifactJson {
+            digest: image.artifact_digest.clone()?,
+            size: u64::try_from(image.artifact_size?).ok()?,
+            media_type: image.artifact_media_type.clone()?,
+            uploaded_at: timestamp(image.artifact_uploaded_at?),
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -106,13 +118,14 @@ pub struct ImageJson {
 
 impl From<ImageRow> for ImageJson {
     fn from(i: ImageRow) -> Self {
+        let artifact = ArtifactJson::of(&i);
         ImageJson {
             id: i.id,
             snapshot_id: i.snapshot_id,
             plan_id: i.plan_id,
             status: i.status,
             job_id: i.job_id,
-            artifact: None,
+            artifact,
             heartbeat_at: i.heartbeat_at.map(timestamp),
             created_at: timestamp(i.created_at),
             updated_at: timestamp(i.updated_at),

@@ -50,7 +50,8 @@ impl DatabaseUrl {
         }
     }
 
-    fn connection_string(&self) -> String {
+    /// The URL or path to connect with.
+    pub fn connection_string(&self) -> String {
         match self {
             DatabaseUrl::Postgres(url) => url.clone(),
             DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),

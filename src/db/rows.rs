@@ -1,6 +1,6 @@
 //! Row structs: one per table, used both to read and to insert.
 
-use super::schema::{events, images, plans, projects, snapshots};
+use super::schema::{blobs, events, images, plans, projects, snapshots, uploads};
 use crate::status::Status;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -117,6 +117,33 @@ pub struct ImageRow {
     pub heartbeat_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub artifact_digest: Option<String>,
+    pub artifact_size: Option<i64>,
+    pub artifact_media_type: Option<String>,
+    pub artifact_uploaded_at: Option<NaiveDateTime>,
+}
+
+/// A resumable upload session: the bytes so far live in the blob store's
+/// partial file named by `id`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = uploads)]
+pub struct UploadRow {
+    pub id: String,
+    pub image_id: String,
+    pub offset_bytes: i64,
+    pub media_type: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// One stored blob. Commits and garbage collection lock this row, so that
+/// collection never removes a blob a commit is about to reference.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = blobs)]
+pub struct BlobRow {
+    pub digest: String,
+    pub size: i64,
+    pub last_used_at: NaiveDateTime,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

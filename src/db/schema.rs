@@ -51,6 +51,10 @@ diesel::table! {
         heartbeat_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        artifact_digest -> Nullable<Text>,
+        artifact_size -> Nullable<BigInt>,
+        artifact_media_type -> Nullable<Text>,
+        artifact_uploaded_at -> Nullable<Timestamp>,
     }
 }
 
@@ -69,4 +73,25 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(projects, plans, snapshots, images, events);
+diesel::table! {
+    uploads (id) {
+        id -> Text,
+        image_id -> Text,
+        offset_bytes -> BigInt,
+        media_type -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    blobs (digest) {
+        digest -> Text,
+        size -> BigInt,
+        last_used_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    projects, plans, snapshots, images, events, uploads, blobs
+);

@@ -13,6 +13,7 @@ use diesel::prelude::*;
 pub const SNAPSHOT_STATUS: &str = "snapshot.status";
 pub const IMAGE_STATUS: &str = "image.status";
 pub const PROJECT_CURRENT: &str = "project.current";
+pub const IMAGE_ARTIFACT: &str = "image.artifact";
 
 /// Reason of a status change a client asked for directly.
 pub const REQUESTED: &str = "requested";
@@ -67,6 +68,23 @@ impl Change<'_> {
             to_value: Some(to.into()),
             reason: Some(reason.to_owned()),
             ..self.event(IMAGE_STATUS, &image.project_id)
+        }
+    }
+
+    /// An image's artifact was committed; `from`/`to` are digests.
+    pub fn artifact_event(
+        &self,
+        image: &ImageRow,
+        previous: Option<String>,
+        digest: &crate::blobs::Digest,
+    ) -> EventRow {
+        EventRow {
+            snapshot_id: Some(image.snapshot_id.clone()),
+            image_id: Some(image.id.clone()),
+            from_value: previous,
+            to_value: Some(digest.to_string()),
+            reason: Some("uploaded".to_owned()),
+            ..self.event(IMAGE_ARTIFACT, &image.project_id)
         }
     }
 

@@ -58,6 +58,10 @@ pub fn add_image(
             heartbeat_at: None,
             created_at: change.now,
             updated_at: change.now,
+            artifact_digest: None,
+            artifact_size: None,
+            artifact_media_type: None,
+            artifact_uploaded_at: None,
         };
         diesel::insert_into(images::table)
             .values(image.clone())

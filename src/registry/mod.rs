@@ -3,8 +3,11 @@
 //! status, current-pointer moves, events. Decisions come from `status`;
 //! nothing here knows about HTTP.
 
+pub mod artifacts;
 pub mod current;
 pub mod events;
+pub mod fsck;
+pub mod gc;
 pub mod images;
 pub mod lookup;
 pub mod page;
@@ -13,6 +16,7 @@ pub mod projects;
 pub mod recompute;
 pub mod resolve;
 pub mod snapshots;
+pub mod uploads;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use uuid::Uuid;

@@ -73,6 +73,10 @@ pub fn create_snapshot(
                 heartbeat_at: None,
                 created_at: change.now,
                 updated_at: change.now,
+                artifact_digest: None,
+                artifact_size: None,
+                artifact_media_type: None,
+                artifact_uploaded_at: None,
             })
             .collect();
         for image in &images {

@@ -1,9 +1,11 @@
 //! Integration tests: the real service over real HTTP, on SQLite by default
 //! and on PostgreSQL when `SNAPREG_TEST_DATABASE_URL` is set.
 
+mod artifacts;
 mod current;
 mod errors;
 mod events;
+mod housekeeping;
 mod images;
 mod plans;
 mod projects;
@@ -11,3 +13,4 @@ mod races;
 mod resolve;
 mod snapshots;
 mod support;
+mod uploads;

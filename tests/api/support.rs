@@ -2,6 +2,7 @@
 //! (a SQLite file in a temp dir, or a fresh PostgreSQL database when
 //! `SNAPREG_TEST_DATABASE_URL` is set), an HTTP client, and builders.
 
+use actix_web::dev::ServerHandle;
 use awc::http::Method;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{json, Value};
@@ -13,6 +14,8 @@ use tempfile::TempDir;
 pub struct TestApp {
     pub base: String,
     client: awc::Client,
+    pub config: Config,
+    server: ServerHandle,
     _dir: TempDir,
     /// Dropped (with the database) when the test ends.
     _pg: Option<PgDatabase>,
@@ -26,6 +29,42 @@ pub struct Reply {
     pub location: Option<String>,
     pub content_type: Option<String>,
     pub allow: Option<String>,
+}
+
+/// A response kept as bytes (artifact downloads).
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON (errors, upload answers).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.json()["error"]["code"], code);
+    }
 }
 
 impl Reply {
@@ -52,6 +91,11 @@ impl Reply {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts the service with settings changed by `adjust`.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let (database_url, pg) = match std::env::var("SNAPREG_TEST_DATABASE_URL") {
             Ok(admin) if !admin.is_empty() => {
@@ -60,29 +104,41 @@ impl TestApp {
             }
             _ => (DatabaseUrl::Sqlite(dir.path().join("snapreg.db")), None),
         };
-        let config = Config {
-            bind: "127.0.0.1:0".into(),
-            database_url,
-            data_dir: dir.path().to_path_buf(),
-            pool_size: 8,
-        };
-        let app = Application::build(&config).expect("service starts");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        actix_rt::spawn(app.run());
+        let mut config = Config::new("127.0.0.1:0", database_url, dir.path().to_path_buf());
+        config.pool_size = 8;
+        config.gc_interval = None;
+        adjust(&mut config);
+        let (base, server) = start(&config);
         let client = awc::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .finish();
         TestApp {
             base,
             client,
+            config,
+            server,
             _dir: dir,
             _pg: pg,
         }
     }
 
+    /// Stops the service and starts it again on the same data dir and
+    /// database (on another port), as an operator's restart would.
+    pub async fn restart(&mut self) {
+        self.server.stop(true).await;
+        let (base, server) = start(&self.config);
+        self.base = base;
+        self.server = server;
+    }
+
     /// The raw client, for answers that are not JSON.
     pub fn client(&self) -> &awc::Client {
         &self.client
+    }
+
+    /// The artifact store's folder.
+    pub fn blob_dir(&self) -> std::path::PathBuf {
+        self.config.blob_dir()
     }
 
     /// Sends a request; `body` goes as JSON when given.
@@ -156,6 +212,27 @@ impl TestApp {
     }
     pub async fn delete(&self, path: &str) -> Reply {
         self.call(Method::DELETE, path, None).await
+    }
+
+    /// Sends raw bytes with extra headers and keeps the answer as bytes.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> RawReply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.insert_header((*name, *value));
+        }
+        let mut response = request.send_body(body).await.expect("request completes");
+        let bytes = response.body().limit(1 << 30).await.expect("body");
+        RawReply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: bytes.to_vec(),
+        }
     }
 
     // Builders: the smallest calls that set up a registry.
@@ -249,6 +326,14 @@ impl TestApp {
             }
         }
     }
+}
+
+fn start(config: &Config) -> (String, ServerHandle) {
+    let app = Application::build(config).expect("service starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    actix_rt::spawn(app.run());
+    (base, handle)
 }
 
 pub fn id(v: &Value) -> String {

@@ -1,0 +1,214 @@
+//! `PUT /v1/images/{image}/artifact` (monolithic upload) and
+//! `GET`/`HEAD /v1/images/{image}/artifact` (download with ETag and Range).
+
+use super::transfer;
+use super::views::ArtifactJson;
+use super::AppState;
+use crate::blobs::{BlobStore, Digest};
+use crate::error::{Error, Result};
+use crate::registry::artifacts::{self, NewArtifact};
+use crate::registry::{lookup, Actor};
+use actix_web::http::header::{self, HeaderValue, Range};
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use std::str::FromStr;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestQuery {
+    digest: String,
+}
+
+impl DigestQuery {
+    pub fn parse(&self) -> Result<Digest> {
+        Digest::parse(&self.digest).map_err(Error::BadRequest)
+    }
+}
+
+/// The artifact's media type: the request's `Content-Type`, if it sent one.
+pub fn media_type(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.trim().to_owned())
+}
+
+pub const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// Runs blocking store work off the async workers.
+pub async fn on_store<T: Send + 'static>(
+    store: &Arc<dyn BlobStore>,
+    f: impl FnOnce(&dyn BlobStore) -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = store.clone();
+    web::block(move || f(store.as_ref()))
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("blob store: {e}")))
+}
+
+pub fn created(image_id: &str, artifact: Option<ArtifactJson>) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/images/{image_id}/artifact")))
+        .json(artifact)
+}
+
+pub async fn put(
+    state: web::Data<AppState>,
+    actor: Actor,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<DigestQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let expected = query.parse()?;
+    let image = path.into_inner();
+    // Refused before a byte is read: no use streaming gigabytes into a 404 or 409.
+    let image = state
+        .run(move |conn| artifacts::writable_image(conn, &image))
+        .await?;
+    let (name, file) = on_store(&state.store, |store| store.create_temp()).await?;
+    let discard = {
+        let (store, name) = (state.store.clone(), name.clone());
+        move || async move { on_store(&store, move |s| s.discard_temp(&name)).await }
+    };
+    let received = match transfer::receive(payload, file, Some(Sha256::new())).await {
+        Ok(received) => received,
+        Err(e) => {
+            discard().await?;
+            return Err(e);
+        }
+    };
+    let actual = Digest::of_hasher(received.hasher.unwrap_or_default());
+    if actual != expected {
+        discard().await?;
+        return Err(Error::DigestMismatch(format!(
+            "the {} bytes received hash to {actual}, not {expected}",
+            received.length
+        )));
+    }
+    let artifact = NewArtifact {
+        digest: expected,
+        size: received.length,
+        media_type: media_type(&req).unwrap_or_else(|| DEFAULT_MEDIA_TYPE.to_owned()),
+    };
+    let store = state.store.clone();
+    let committed = state
+        .run(move |conn| {
+            let (seal_name, digest) = (name.clone(), artifact.digest.clone());
+            artifacts::commit_artifact(conn, &actor, &image.id, &artifact, None, move || {
+                store.seal_temp(&seal_name, &digest)
+            })
+        })
+        .await;
+    // After a seal the temporary file is gone already; after a refusal it goes now.
+    discard().await?;
+    let image = committed?;
+    Ok(created(&image.id, ArtifactJson::of(&image)))
+}
+
+/// The quoted digest, as `ETag` and `If-None-Match` carry it.
+fn etag(digest: &str) -> String {
+    format!("\"{digest}\"")
+}
+
+fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// The one byte range asked for, if any: `None` serves the whole blob (no
+/// `Range`, an unparseable one, or several ranges, which RFC 9110 lets a
+/// server ignore); an unsatisfiable range is `416 invalid_range`.
+fn requested_range(req: &HttpRequest, size: u64) -> std::result::Result<Option<(u64, u64)>, Error> {
+    let Some(text) = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    match Range::from_str(text) {
+        Ok(Range::Bytes(specs)) if specs.len() == 1 => match specs[0].to_satisfiable_range(size) {
+            Some(range) => Ok(Some(range)),
+            None => Err(Error::InvalidRange(format!(
+                "range {} is outside the artifact's {size} bytes",
+                specs[0]
+            ))),
+        },
+        _ => Ok(None),
+    }
+}
+
+pub async fn download(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let image = path.into_inner();
+    let image = state.run(move |conn| lookup::image(conn, &image)).await?;
+    let (Some(digest), Some(size), Some(media_type)) = (
+        image.artifact_digest.clone(),
+        image.artifact_size,
+        image.artifact_media_type.clone(),
+    ) else {
+        return Err(Error::NotFound(format!(
+            "image {} has no artifact",
+            image.id
+        )));
+    };
+    let size = u64::try_from(size).map_err(|_| Error::Internal("negative artifact size".into()))?;
+    let tag = etag(&digest);
+    if matches_if_none_match(&req, &tag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish());
+    }
+    let range = match requested_range(&req, size) {
+        Ok(range) => range,
+        Err(e) => {
+            let mut response = e.error_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return Ok(response);
+        }
+    };
+    let (start, length, status) = match range {
+        Some((first, last)) => (first, last - first + 1, StatusCode::PARTIAL_CONTENT),
+        None => (0, size, StatusCode::OK),
+    };
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header((header::ETAG, tag))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CONTENT_TYPE, media_type));
+    if let Some((first, last)) = range {
+        response.insert_header((
+            header::CONTENT_RANGE,
+            format!("bytes {first}-{last}/{size}"),
+        ));
+    }
+    response.no_chunking(length);
+    if req.method() == Method::HEAD {
+        return Ok(response.streaming(futures_util::stream::empty::<std::io::Result<Bytes>>()));
+    }
+    let digest = Digest::parse(&digest).map_err(Error::Internal)?;
+    let opened = on_store(&state.store, move |store| store.open_blob(&digest, start)).await?;
+    let Some((reader, _)) = opened else {
+        return Err(Error::Internal(format!(
+            "image {} references a blob the store does not have (run snapreg fsck)",
+            image.id
+        )));
+    };
+    Ok(response.streaming(transfer::send(reader, length)))
+}

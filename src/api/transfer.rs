@@ -1,0 +1,109 @@
+//! Moving artifact bytes between the network and the blob store without
+//! holding them in memory: a bounded channel between the async side and one
+//! blocking thread that does the file I/O (and hashing), so memory stays at
+//! a few chunks whatever the artifact's size.
+
+use crate::blobs::BlobFile;
+use crate::error::{Error, Result};
+use actix_web::rt::task::spawn_blocking;
+use actix_web::web::{self, Bytes};
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest as _, Sha256};
+use std::io::{self, Read};
+use tokio::sync::mpsc;
+
+/// Chunks in flight between the socket and the file.
+const CHANNEL_DEPTH: usize = 16;
+/// Size of the chunks read from a blob for a download.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// What a request body turned into.
+pub struct Received {
+    pub file: Box<dyn BlobFile>,
+    /// The hasher, fed with every byte (if one was given).
+    pub hasher: Option<Sha256>,
+    pub length: u64,
+}
+
+/// Streams the request body into `file` (synced at the end), feeding
+/// `hasher` on the way.
+pub async fn receive(
+    mut payload: web::Payload,
+    file: Box<dyn BlobFile>,
+    hasher: Option<Sha256>,
+) -> Result<Received> {
+    let (sender, mut receiver) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let writer = spawn_blocking(move || -> io::Result<Received> {
+        let (mut file, mut hasher, mut length) = (file, hasher, 0u64);
+        while let Some(chunk) = receiver.blocking_recv() {
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk);
+            }
+            file.write_all(&chunk)?;
+            length += chunk.len() as u64;
+        }
+        file.sync()?;
+        Ok(Received {
+            file,
+            hasher,
+            length,
+        })
+    });
+    let mut interrupted = None;
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            // The writer stopped (it failed): its error is reported below.
+            Ok(chunk) => {
+                if sender.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                interrupted = Some(e);
+                break;
+            }
+        }
+    }
+    drop(sender);
+    let written = writer
+        .await
+        .map_err(|e| Error::Internal(format!("writer task failed: {e}")))?;
+    if let Some(e) = interrupted {
+        return Err(Error::BadRequest(format!("the body was cut short: {e}")));
+    }
+    written.map_err(|e| Error::Internal(format!("writing to the blob store: {e}")))
+}
+
+/// Streams `length` bytes of `reader` as a response body.
+pub fn send(
+    mut reader: Box<dyn Read + Send>,
+    length: u64,
+) -> impl Stream<Item = std::result::Result<Bytes, io::Error>> {
+    let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(4);
+    spawn_blocking(move || {
+        let mut left = length;
+        while left > 0 {
+            let mut buffer = vec![0u8; READ_CHUNK.min(left as usize)];
+            let chunk = match reader.read(&mut buffer) {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob shorter than recorded",
+                )),
+                Ok(n) => {
+                    buffer.truncate(n);
+                    left -= n as u64;
+                    Ok(Bytes::from(buffer))
+                }
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            // The client went away, or the read failed: stop either way.
+            if sender.blocking_send(chunk).is_err() || failed {
+                return;
+            }
+        }
+    });
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+}

@@ -1,0 +1,73 @@
+//! `snapreg fsck`: does every referenced blob exist and hash to its digest?
+
+use crate::blobs::{digest_of, BlobStore, Digest};
+use crate::db::schema::images;
+use crate::db::DbConn;
+use crate::error::{Error, Result};
+use diesel::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Default)]
+pub struct FsckReport {
+    /// Referenced blobs checked.
+    pub checked: usize,
+    /// Digests images reference that the store does not have, with those images.
+    pub missing: BTreeMap<String, Vec<String>>,
+    /// Referenced blobs whose bytes hash to something else: (digest, actual).
+    pub corrupt: Vec<(String, String)>,
+    /// References whose stored size differs from the blob's: (digest, recorded, actual).
+    pub wrong_size: Vec<(String, i64, u64)>,
+    /// Blobs nothing references (garbage collection removes them after the grace period).
+    pub orphans: Vec<String>,
+}
+
+impl FsckReport {
+    /// Broken references are problems; orphans are not (they await collection).
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty() && self.corrupt.is_empty() && self.wrong_size.is_empty()
+    }
+}
+
+pub fn fsck(conn: &mut DbConn, store: &dyn BlobStore) -> Result<FsckReport> {
+    let io = |e: std::io::Error| Error::Internal(format!("reading the blob store: {e}"));
+    let references: Vec<(String, Option<String>, Option<i64>)> = images::table
+        .filter(images::artifact_digest.is_not_null())
+        .select((images::id, images::artifact_digest, images::artifact_size))
+        .load(conn)?;
+    let mut by_digest: BTreeMap<String, (Vec<String>, i64)> = BTreeMap::new();
+    for (image, digest, size) in references {
+        if let Some(digest) = digest {
+            let entry = by_digest
+                .entry(digest)
+                .or_insert((Vec::new(), size.unwrap_or(-1)));
+            entry.0.push(image);
+        }
+    }
+    let mut report = FsckReport::default();
+    for (text, (images, recorded_size)) in &by_digest {
+        report.checked += 1;
+        let opened = match Digest::parse(text) {
+            Ok(digest) => store.open_blob(&digest, 0).map_err(io)?,
+            Err(_) => None,
+        };
+        let Some((reader, size)) = opened else {
+            report.missing.insert(text.clone(), images.clone());
+            continue;
+        };
+        let (actual, _, _) = digest_of(reader).map_err(io)?;
+        if actual.to_string() != *text {
+            report.corrupt.push((text.clone(), actual.to_string()));
+        } else if *recorded_size != size as i64 {
+            report.wrong_size.push((text.clone(), *recorded_size, size));
+        }
+    }
+    let referenced: BTreeSet<&String> = by_digest.keys().collect();
+    report.orphans = store
+        .blobs()
+        .map_err(io)?
+        .into_iter()
+        .map(|b| b.digest.to_string())
+        .filter(|d| !referenced.contains(d))
+        .collect();
+    Ok(report)
+}

@@ -1,0 +1,240 @@
+//! Image artifacts: monolithic uploads, downloads, the content-addressed store.
+
+use crate::support::{id, RawReply, TestApp};
+use awc::http::Method;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Bytes that differ per seed, so tests can make distinct artifacts.
+pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A project `web` with plan `debian`, and a pending snapshot with its image.
+pub async fn pending_image(app: &TestApp) -> Value {
+    app.project_with_plans("web", &["debian"]).await;
+    let snapshot = app.snapshot("web", json!({})).await;
+    snapshot["images"][0].clone()
+}
+
+/// One more pending image in a fresh snapshot of `web` (which exists).
+pub async fn another_image(app: &TestApp) -> Value {
+    let snapshot = app.snapshot("web", json!({})).await;
+    snapshot["images"][0].clone()
+}
+
+pub async fn put_artifact(app: &TestApp, image: &Value, body: &[u8], digest: &str) -> RawReply {
+    app.raw(
+        Method::PUT,
+        &format!("/v1/images/{}/artifact?digest={digest}", id(image)),
+        &[("content-type", "application/x-xz")],
+        body.to_vec(),
+    )
+    .await
+}
+
+pub async fn download(app: &TestApp, image: &Value, headers: &[(&str, &str)]) -> RawReply {
+    app.raw(
+        Method::GET,
+        &format!("/v1/images/{}/artifact", id(image)),
+        headers,
+        Vec::new(),
+    )
+    .await
+}
+
+/// Files in a folder of the blob store, recursively.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[actix_rt::test]
+async fn upload_then_download_with_etag_range_and_head() {
+    let app = TestApp::spawn().await;
+    let image = pending_image(&app).await;
+    let body = bytes(300_000, 1);
+    let reply = put_artifact(&app, &image, &body, &digest(&body)).await;
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("/v1/images/{}/artifact", id(&image)).as_str())
+    );
+    let artifact = reply.json();
+    assert_eq!(artifact["digest"], digest(&body));
+    assert_eq!(artifact["size"], 300_000);
+    assert_eq!(artifact["media_type"], "application/x-xz");
+    crate::projects::assert_timestamp(&artifact["uploaded_at"]);
+    let shown = app
+        .get(&format!("/v1/images/{}", id(&image)))
+        .await
+        .expect(200);
+    assert_eq!(shown["artifact"], artifact);
+
+    let whole = download(&app, &image, &[]).await;
+    assert_eq!(whole.status, 200);
+    assert!(whole.body == body, "downloaded bytes differ");
+    let etag = format!("\"{}\"", digest(&body));
+    assert_eq!(whole.header("etag"), Some(etag.as_str()));
+    assert_eq!(whole.header("content-type"), Some("application/x-xz"));
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+
+    let part = download(&app, &image, &[("range", "bytes=100-199")]).await;
+    assert_eq!(part.status, 206);
+    assert!(part.body == body[100..200]);
+    assert_eq!(part.header("content-range"), Some("bytes 100-199/300000"));
+    let tail = download(&app, &image, &[("range", "bytes=-10")]).await;
+    assert_eq!((tail.status, tail.body.as_slice()), (206, &body[299_990..]));
+    let outside = download(&app, &image, &[("range", "bytes=300000-")]).await;
+    outside.assert_error(416, "invalid_range");
+    assert_eq!(outside.header("content-range"), Some("bytes */300000"));
+
+    let cached = download(&app, &image, &[("if-none-match", &etag)]).await;
+    assert_eq!((cached.status, cached.body.len()), (304, 0));
+    let stale = download(&app, &image, &[("if-none-match", "\"sha256:00\"")]).await;
+    assert_eq!(stale.status, 200);
+
+    let head = app
+        .raw(
+            Method::HEAD,
+            &format!("/v1/images/{}/artifact", id(&image)),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(head.header("content-length"), Some("300000"));
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+
+    let snapshot = json!({"id": image["snapshot_id"]});
+    let events = app.events_of_snapshot(&snapshot).await;
+    let committed = &events[0];
+    assert_eq!(committed["kind"], "image.artifact");
+    assert_eq!(committed["image_id"], image["id"]);
+    assert_eq!(committed["from"], Value::Null);
+    assert_eq!(committed["to"], digest(&body));
+}
+
+#[actix_rt::test]
+async fn a_digest_mismatch_leaves_nothing_visible() {
+    let app = TestApp::spawn().await;
+    let image = pending_image(&app).await;
+    let body = bytes(100_000, 2);
+    let wrong = digest(b"something else");
+    put_artifact(&app, &image, &body, &wrong)
+        .await
+        .assert_error(400, "digest_mismatch");
+    for bad in ["sha256:abc", "md5:00", "", &digest(&body).to_uppercase()] {
+        put_artifact(&app, &image, &body, bad)
+            .await
+            .assert_error(400, "bad_request");
+    }
+    app.raw(
+        Method::PUT,
+        &format!("/v1/images/{}/artifact", id(&image)),
+        &[],
+        body.clone(),
+    )
+    .await
+    .assert_error(400, "bad_request");
+    assert!(
+        files_under(&app.blob_dir().join("sha256")).is_empty(),
+        "no blob"
+    );
+    assert!(
+        files_under(&app.blob_dir().join("tmp")).is_empty(),
+        "no leftovers"
+    );
+    let shown = app
+        .get(&format!("/v1/images/{}", id(&image)))
+        .await
+        .expect(200);
+    assert_eq!(shown["artifact"], Value::Null);
+    download(&app, &image, &[])
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[actix_rt::test]
+async fn only_unknown_or_pending_images_take_artifacts() {
+    let app = TestApp::spawn().await;
+    let image = pending_image(&app).await;
+    app.set_image(&image, "active").await.expect(200);
+    let body = bytes(1000, 3);
+    put_artifact(&app, &image, &body, &digest(&body))
+        .await
+        .assert_error(409, "image_sealed");
+    app.post(&format!("/v1/images/{}/uploads", id(&image)), json!({}))
+        .await
+        .assert_error(409, "image_sealed");
+    let unknown_image = json!({"id": uuid::Uuid::now_v7().to_string()});
+    put_artifact(&app, &unknown_image, &body, &digest(&body))
+        .await
+        .assert_error(404, "not_found");
+    download(&app, &unknown_image, &[])
+        .await
+        .assert_error(404, "not_found");
+    assert!(files_under(&app.blob_dir().join("sha256")).is_empty());
+}
+
+#[actix_rt::test]
+async fn the_same_bytes_are_stored_once() {
+    let app = TestApp::spawn().await;
+    let first = pending_image(&app).await;
+    let second = another_image(&app).await;
+    let body = bytes(50_000, 4);
+    for image in [&first, &second] {
+        assert_eq!(
+            put_artifact(&app, image, &body, &digest(&body))
+                .await
+                .status,
+            201
+        );
+    }
+    assert_eq!(files_under(&app.blob_dir().join("sha256")).len(), 1);
+    for image in [&first, &second] {
+        assert!(download(&app, image, &[]).await.body == body);
+    }
+}
+
+#[actix_rt::test]
+async fn a_pending_image_may_replace_its_artifact() {
+    let app = TestApp::spawn().await;
+    let image = pending_image(&app).await;
+    let (old, new) = (bytes(1000, 5), bytes(2000, 6));
+    assert_eq!(
+        put_artifact(&app, &image, &old, &digest(&old)).await.status,
+        201
+    );
+    assert_eq!(
+        put_artifact(&app, &image, &new, &digest(&new)).await.status,
+        201
+    );
+    assert!(download(&app, &image, &[]).await.body == new);
+    let events = app
+        .events_of_snapshot(&json!({"id": image["snapshot_id"]}))
+        .await;
+    assert_eq!(events[0]["from"], digest(&old));
+    assert_eq!(events[0]["to"], digest(&new));
+}
