@@ -1,7 +1,7 @@
 //! `PUT /v1/images/{image}/artifact` (monolithic upload) and
 //! `GET`/`HEAD /v1/images/{image}/artifact` (download with ETag and Range).
 
-use super::transfer;
+use super::transfer::{self, Become};
 use super::views::ArtifactJson;
 use super::AppState;
 use crate::blobs::{BlobStore, Digest};
@@ -77,13 +77,14 @@ pub async fn put(
         let (store, name) = (state.store.clone(), name.clone());
         move || async move { on_store(&store, move |s| s.discard_temp(&name)).await }
     };
-    let received = match transfer::receive(payload, file, Some(Sha256::new())).await {
-        Ok(received) => received,
-        Err(e) => {
-            discard().await?;
-            return Err(e);
-        }
-    };
+    let received =
+        match transfer::receive(payload, file, Some(Sha256::new()), Become::Visible).await {
+            Ok(received) => received,
+            Err(e) => {
+                discard().await?;
+                return Err(e);
+            }
+        };
     let actual = Digest::of_hasher(received.hasher.unwrap_or_default());
     if actual != expected {
         discard().await?;

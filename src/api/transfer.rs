@@ -17,6 +17,15 @@ const CHANNEL_DEPTH: usize = 16;
 /// Size of the chunks read from a blob for a download.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// What happens to the received file next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Become {
+    /// It is linked into the store as it is: it must be on disk first.
+    Visible,
+    /// Its bytes are copied elsewhere, and that copy is synced.
+    Copied,
+}
+
 /// What a request body turned into.
 pub struct Received {
     pub file: Box<dyn BlobFile>,
@@ -25,36 +34,48 @@ pub struct Received {
     pub length: u64,
 }
 
-/// Streams the request body into `file` (synced at the end), feeding
-/// `hasher` on the way.
+/// Streams the request body into `file`, feeding `hasher` on the way, and
+/// syncs the file at the end when it is to `Become::Visible` itself. Hashing and writing run on two threads, each fed
+/// the same chunks, so a large upload costs the slower of the two, not both.
 pub async fn receive(
     mut payload: web::Payload,
     file: Box<dyn BlobFile>,
     hasher: Option<Sha256>,
+    then: Become,
 ) -> Result<Received> {
-    let (sender, mut receiver) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let writer = spawn_blocking(move || -> io::Result<Received> {
-        let (mut file, mut hasher, mut length) = (file, hasher, 0u64);
-        while let Some(chunk) = receiver.blocking_recv() {
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&chunk);
-            }
+    let (to_writer, mut for_writer) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let (to_hasher, mut for_hasher) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let writer = spawn_blocking(move || -> io::Result<(Box<dyn BlobFile>, u64)> {
+        let (mut file, mut length) = (file, 0u64);
+        while let Some(chunk) = for_writer.blocking_recv() {
             file.write_all(&chunk)?;
             length += chunk.len() as u64;
         }
-        file.sync()?;
-        Ok(Received {
-            file,
-            hasher,
-            length,
-        })
+        match then {
+            Become::Visible => file.sync()?,
+            Become::Copied => file.flush()?,
+        }
+        Ok((file, length))
+    });
+    let hashing = hasher.is_some();
+    let hasher = spawn_blocking(move || {
+        let mut hasher = hasher;
+        while let Some(chunk) = for_hasher.blocking_recv() {
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk);
+            }
+        }
+        hasher
     });
     let mut interrupted = None;
     while let Some(chunk) = payload.next().await {
         match chunk {
-            // The writer stopped (it failed): its error is reported below.
             Ok(chunk) => {
-                if sender.send(chunk).await.is_err() {
+                if hashing && to_hasher.send(chunk.clone()).await.is_err() {
+                    break;
+                }
+                // The writer stopped (it failed): its error is reported below.
+                if to_writer.send(chunk).await.is_err() {
                     break;
                 }
             }
@@ -64,14 +85,20 @@ pub async fn receive(
             }
         }
     }
-    drop(sender);
-    let written = writer
-        .await
-        .map_err(|e| Error::Internal(format!("writer task failed: {e}")))?;
+    drop((to_writer, to_hasher));
+    let failed = |e| Error::Internal(format!("transfer task failed: {e}"));
+    let written = writer.await.map_err(failed)?;
+    let hasher = hasher.await.map_err(failed)?;
     if let Some(e) = interrupted {
         return Err(Error::BadRequest(format!("the body was cut short: {e}")));
     }
-    written.map_err(|e| Error::Internal(format!("writing to the blob store: {e}")))
+    let (file, length) =
+        written.map_err(|e| Error::Internal(format!("writing to the blob store: {e}")))?;
+    Ok(Received {
+        file,
+        hasher,
+        length,
+    })
 }
 
 /// Streams `length` bytes of `reader` as a response body.

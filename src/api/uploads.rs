@@ -9,7 +9,7 @@
 //! offset moved and gets `416`.
 
 use super::artifacts::{created, media_type, on_store, DigestQuery, DEFAULT_MEDIA_TYPE};
-use super::transfer;
+use super::transfer::{self, Become};
 use super::views::ArtifactJson;
 use super::AppState;
 use crate::blobs::{digest_of, Digest};
@@ -20,7 +20,7 @@ use crate::registry::{uploads, Actor};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Mutex;
@@ -114,13 +114,18 @@ async fn append_chunk(
     range: Option<(u64, u64)>,
 ) -> Result<UploadRow> {
     let from = upload.offset_bytes as u64;
-    let hasher = state.hashes.take(&upload.id, from);
+    // Hash as the bytes arrive when this process knows the state at `from`
+    // (always at 0); otherwise the commit hashes the file.
+    let hasher = match from {
+        0 => Some(Sha256::new()),
+        _ => state.hashes.take(&upload.id, from),
+    };
     let (name, file) = on_store(&state.store, |store| store.create_temp()).await?;
     let discard = {
         let (store, name) = (state.store.clone(), name.clone());
         move || async move { on_store(&store, move |s| s.discard_temp(&name)).await }
     };
-    let received = match transfer::receive(payload, file, hasher).await {
+    let received = match transfer::receive(payload, file, hasher, Become::Copied).await {
         Ok(received) => received,
         Err(e) => {
             discard().await?;

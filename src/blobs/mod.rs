@@ -71,10 +71,9 @@ pub trait BlobStore: Send + Sync {
     /// Removes temporary files older than `age` (left by a crash).
     fn clean_temp(&self, age: std::time::Duration) -> io::Result<usize>;
 
-    /// The partial file of an upload session, cut to `offset` and open for
-    /// appending there; created empty when missing.
-    fn open_upload(&self, upload: &str, offset: u64) -> io::Result<Box<dyn BlobFile>>;
-    /// Appends a synced temporary file to an upload's partial file at `offset`.
+    /// Appends a synced temporary file to an upload's partial file at
+    /// `offset` (created empty when missing; bytes past `offset`, from an
+    /// append that was never recorded, are cut first), and syncs it.
     fn append_temp(&self, name: &str, upload: &str, offset: u64) -> io::Result<()>;
     /// The bytes of an upload session so far.
     fn read_upload(&self, upload: &str) -> io::Result<Box<dyn Read + Send>>;

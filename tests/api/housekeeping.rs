@@ -142,3 +142,25 @@ async fn leftover_temporary_files_are_removed_at_start_up() {
         "nothing became visible"
     );
 }
+
+#[actix_rt::test]
+async fn serve_collects_garbage_periodically() {
+    let app = TestApp::spawn_with(|c| {
+        c.gc_grace = Duration::ZERO;
+        c.gc_interval = Some(Duration::from_millis(100));
+    })
+    .await;
+    let image = pending_image(&app).await;
+    let (old, new) = (bytes(1000, 26), bytes(1000, 27));
+    put_artifact(&app, &image, &old, &digest(&old)).await;
+    put_artifact(&app, &image, &new, &digest(&new)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while files_under(&app.blob_dir().join("sha256")).len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphan was never collected"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(download(&app, &image, &[]).await.body == new);
+}
