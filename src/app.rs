@@ -6,6 +6,7 @@ use crate::blobs::{BlobStore, FsStore};
 use crate::config::Config;
 use crate::db::{self, DatabaseUrl, SetupError};
 use crate::registry::gc::{collect_garbage, GcSettings};
+use crate::registry::leases::reclaim_expired;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::Logger;
 use actix_web::{web, App, HttpServer};
@@ -89,6 +90,28 @@ fn spawn_gc_loop(state: web::Data<AppState>, interval: Duration, grace: Duration
     });
 }
 
+/// Fails pending images whose lease expired, every `interval`.
+fn spawn_watchdog(state: web::Data<AppState>, interval: Duration) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(interval);
+        let result = state
+            .pool
+            .get()
+            .map_err(crate::error::Error::from)
+            .and_then(|mut conn| reclaim_expired(&mut conn, state.lease_timeout));
+        match result {
+            Ok(reclaimed) if !reclaimed.is_empty() => {
+                log::warn!(
+                    "watchdog: lease expired, failed image(s) {}",
+                    reclaimed.join(", ")
+                )
+            }
+            Ok(_) => {}
+            Err(e) => log::error!("watchdog failed: {e:?}"),
+        }
+    });
+}
+
 pub struct Application {
     server: Server,
     port: u16,
@@ -115,9 +138,13 @@ impl Application {
             store,
             upload_expiry: config.upload_expiry,
             hashes: Default::default(),
+            lease_timeout: config.lease_timeout,
         });
         if let Some(interval) = config.gc_interval {
             spawn_gc_loop(state.clone(), interval, config.gc_grace);
+        }
+        if let Some(interval) = config.watchdog_interval {
+            spawn_watchdog(state.clone(), interval);
         }
         let server = HttpServer::new(move || {
             App::new()

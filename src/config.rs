@@ -47,6 +47,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub artifacts: ArtifactArgs,
 
+    /// A pending image whose last heartbeat is older than this is failed.
+    #[arg(long, env = "SNAPREG_LEASE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub lease_timeout: Duration,
+
+    /// How often the watchdog looks for expired leases (0s turns it off).
+    #[arg(long, env = "SNAPREG_WATCHDOG_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub watchdog_interval: Duration,
+
     /// How often `serve` collects garbage (0s turns the loop off).
     #[arg(long, env = "SNAPREG_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub gc_interval: Duration,
@@ -62,6 +70,9 @@ pub struct Config {
     pub gc_grace: Duration,
     /// `None`: no garbage collection loop.
     pub gc_interval: Option<Duration>,
+    pub lease_timeout: Duration,
+    /// `None`: no watchdog.
+    pub watchdog_interval: Option<Duration>,
 }
 
 impl Config {
@@ -75,6 +86,8 @@ impl Config {
             upload_expiry: Duration::from_secs(24 * 3600),
             gc_grace: Duration::from_secs(2 * 3600),
             gc_interval: Some(Duration::from_secs(3600)),
+            lease_timeout: Duration::from_secs(30 * 60),
+            watchdog_interval: Some(Duration::from_secs(30)),
         }
     }
 
@@ -103,6 +116,8 @@ impl From<ServeArgs> for Config {
             upload_expiry: args.artifacts.upload_expiry,
             gc_grace: args.artifacts.gc_grace,
             gc_interval: Some(args.gc_interval).filter(|i| !i.is_zero()),
+            lease_timeout: args.lease_timeout,
+            watchdog_interval: Some(args.watchdog_interval).filter(|i| !i.is_zero()),
         }
     }
 }

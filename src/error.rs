@@ -49,6 +49,8 @@ pub enum Error {
     PlanNotSnapshottable(String),
     #[error("project has no snapshottable plans")]
     NoSnapshottablePlans,
+    #[error("image {id} is {status}: heartbeats are for pending images")]
+    ImageNotPending { id: String, status: Status },
     #[error("{0}")]
     DigestMismatch(String),
     #[error("image {id} is {status}: only an unknown or pending image takes an artifact")]

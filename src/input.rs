@@ -10,6 +10,7 @@ pub const SOURCE_MAX: usize = 1024;
 pub const BUILD_ID_MAX: usize = 200;
 pub const JOB_ID_MAX: usize = 200;
 pub const SLUG_MAX: usize = 63;
+pub const LOG_TAIL_MAX_BYTES: usize = 4096;
 
 /// `^[a-z0-9][a-z0-9._-]{0,62}$`, and never the form of a UUID (so a path
 /// segment is unambiguously one or the other).
@@ -106,6 +107,29 @@ pub type Name = Bounded<NAME_MAX>;
 pub type Source = Bounded<SOURCE_MAX>;
 pub type BuildId = Bounded<BUILD_ID_MAX>;
 pub type JobId = Bounded<JOB_ID_MAX>;
+
+/// The end of a build's log, at most 4096 bytes of UTF-8 (bytes, not
+/// characters: it is a buffer the builder fills).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTail(pub String);
+
+impl<'de> Deserialize<'de> for LogTail {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.contains('\0') {
+            return Err(serde::de::Error::custom(
+                "log_tail contains a NUL character",
+            ));
+        }
+        if s.len() > LOG_TAIL_MAX_BYTES {
+            return Err(serde::de::Error::custom(format!(
+                "log_tail of {} bytes is over the limit of {LOG_TAIL_MAX_BYTES}",
+                s.len()
+            )));
+        }
+        Ok(LogTail(s))
+    }
+}
 
 /// For optional fields where `null` means "clear" and absence "leave as is":
 /// `#[serde(default, deserialize_with = "input::nullable")]` on an

@@ -34,6 +34,7 @@ impl Error {
             Error::SnapshotNotActive(_) => "snapshot_not_active",
             Error::SnapshotClosed { .. } => "snapshot_closed",
             Error::DigestMismatch(_) => "digest_mismatch",
+            Error::ImageNotPending { .. } => "image_not_pending",
             Error::ImageSealed { .. } => "image_sealed",
             Error::InvalidRange(_) => "invalid_range",
             Error::PayloadTooLarge(_) => "payload_too_large",
@@ -62,7 +63,8 @@ impl ResponseError for Error {
             | Error::ImagesNotActive(_)
             | Error::SnapshotNotActive(_)
             | Error::SnapshotClosed { .. }
-            | Error::ImageSealed { .. } => StatusCode::CONFLICT,
+            | Error::ImageSealed { .. }
+            | Error::ImageNotPending { .. } => StatusCode::CONFLICT,
             Error::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -9,6 +9,7 @@ pub mod errors;
 pub mod events;
 pub mod health;
 pub mod images;
+pub mod leases;
 pub mod plans;
 pub mod projects;
 pub mod snapshots;
@@ -41,6 +42,8 @@ pub struct AppState {
     /// Upload sessions idle longer than this are gone.
     pub upload_expiry: Duration,
     pub hashes: uploads::UploadHashes,
+    /// A pending image's heartbeat older than this is stale.
+    pub lease_timeout: Duration,
 }
 
 impl AppState {
@@ -154,6 +157,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint("/v1/projects/{project}/current", M::PUT, current::set),
         endpoint("/v1/projects/{project}/current", M::DELETE, current::clear),
         endpoint("/v1/projects/{project}/events", M::GET, events::for_project),
+        endpoint("/v1/projects/{project}/images", M::GET, leases::list),
         endpoint("/v1/snapshots/{snapshot}", M::GET, snapshots::get),
         endpoint("/v1/snapshots/{snapshot}", M::PATCH, snapshots::update),
         endpoint("/v1/snapshots/{snapshot}/images", M::POST, images::create),
@@ -164,6 +168,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint("/v1/images/{image}", M::GET, images::get),
         endpoint("/v1/images/{image}", M::PATCH, images::update),
+        endpoint("/v1/images/{image}/heartbeat", M::POST, leases::heartbeat),
         endpoint("/v1/images/{image}/artifact", M::PUT, artifacts::put),
         endpoint("/v1/images/{image}/artifact", M::GET, artifacts::download),
         endpoint("/v1/images/{image}/uploads", M::POST, uploads::start),

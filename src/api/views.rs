@@ -112,6 +112,7 @@ pub struct ImageJson {
     pub job_id: Option<String>,
     pub artifact: Option<ArtifactJson>,
     pub heartbeat_at: Option<String>,
+    pub log_tail: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -127,6 +128,7 @@ impl From<ImageRow> for ImageJson {
             job_id: i.job_id,
             artifact,
             heartbeat_at: i.heartbeat_at.map(timestamp),
+            log_tail: i.log_tail,
             created_at: timestamp(i.created_at),
             updated_at: timestamp(i.updated_at),
         }

@@ -121,6 +121,8 @@ pub struct ImageRow {
     pub artifact_size: Option<i64>,
     pub artifact_media_type: Option<String>,
     pub artifact_uploaded_at: Option<NaiveDateTime>,
+    /// The last lines of build output the builder sent with a heartbeat.
+    pub log_tail: Option<String>,
 }
 
 /// A resumable upload session: the bytes so far live in the blob store's

@@ -55,6 +55,7 @@ diesel::table! {
         artifact_size -> Nullable<BigInt>,
         artifact_media_type -> Nullable<Text>,
         artifact_uploaded_at -> Nullable<Timestamp>,
+        log_tail -> Nullable<Text>,
     }
 }
 

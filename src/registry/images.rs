@@ -62,6 +62,7 @@ pub fn add_image(
             artifact_size: None,
             artifact_media_type: None,
             artifact_uploaded_at: None,
+            log_tail: None,
         };
         diesel::insert_into(images::table)
             .values(image.clone())

@@ -97,6 +97,22 @@ pub fn lock_snapshot(conn: &mut DbConn, id: &str) -> Result<SnapshotRow> {
     row.ok_or_else(|| Error::not_found("snapshot", id))
 }
 
+/// Like `lock_snapshot`, but `None` at once when another transaction holds
+/// the lock (PostgreSQL `SKIP LOCKED`): for background work that can come
+/// back to the row later.
+pub fn try_lock_snapshot(conn: &mut DbConn, id: &str) -> Result<Option<SnapshotRow>> {
+    let query = snapshots::table.find(id);
+    Ok(match conn {
+        DbConn::Pg(c) => query
+            .select(SnapshotRow::as_select())
+            .for_no_key_update()
+            .skip_locked()
+            .first(c)
+            .optional()?,
+        DbConn::Sqlite(c) => query.select(SnapshotRow::as_select()).first(c).optional()?,
+    })
+}
+
 /// The image a path segment names; 404 when it is not a known UUID.
 pub fn image(conn: &mut DbConn, reference: &str) -> Result<ImageRow> {
     let not_found = || Error::not_found("image", reference);

@@ -9,6 +9,7 @@ pub mod events;
 pub mod fsck;
 pub mod gc;
 pub mod images;
+pub mod leases;
 pub mod lookup;
 pub mod page;
 pub mod plans;

@@ -7,6 +7,7 @@ mod errors;
 mod events;
 mod housekeeping;
 mod images;
+mod leases;
 mod plans;
 mod projects;
 mod races;

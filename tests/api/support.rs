@@ -107,6 +107,7 @@ impl TestApp {
         let mut config = Config::new("127.0.0.1:0", database_url, dir.path().to_path_buf());
         config.pool_size = 8;
         config.gc_interval = None;
+        config.watchdog_interval = None;
         adjust(&mut config);
         let (base, server) = start(&config);
         let client = awc::Client::builder()

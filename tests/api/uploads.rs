@@ -146,6 +146,9 @@ async fn a_wrong_digest_at_commit_keeps_the_session() {
     commit(&app, &upload, "sha256:xyz", None)
         .await
         .assert_error(400, "bad_request");
+    commit(&app, &upload, &digest(&body), Some((5, b"late")))
+        .await
+        .assert_error(416, "invalid_range");
     assert!(files_under(&app.blob_dir().join("sha256")).is_empty());
     assert_eq!(
         app.get(&format!("/v1/uploads/{upload}")).await.expect(200)["offset"],
@@ -193,6 +196,12 @@ async fn abandoning_removes_the_session_and_its_bytes() {
     assert!(files_under(&app.blob_dir().join("uploads")).is_empty());
     for bad in ["nope", &uuid::Uuid::now_v7().to_string()] {
         app.get(&format!("/v1/uploads/{bad}"))
+            .await
+            .assert_error(404, "not_found");
+        start(&app, &json!({ "id": bad }))
+            .await
+            .assert_error(404, "not_found");
+        commit(&app, bad, &digest(b""), None)
             .await
             .assert_error(404, "not_found");
     }
