@@ -1,16 +1,19 @@
 //! Builds the whole service: used by `snapreg serve` and by the tests, which
 //! start the real thing on port 0.
 
-use crate::api::{self, errors, AppState};
+use crate::api::{self, auth, errors, AppState};
+use crate::auth::Role;
 use crate::blobs::{BlobStore, FsStore};
 use crate::config::Config;
 use crate::db::{self, DatabaseUrl, SetupError};
 use crate::registry::gc::{collect_garbage, GcSettings};
 use crate::registry::leases::reclaim_expired;
+use crate::registry::tokens::{self, NewToken};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::Logger;
-use actix_web::{web, App, HttpServer};
+use actix_web::{middleware, web, App, HttpServer};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +31,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot create the first admin token: {0}")]
+    Bootstrap(String),
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -90,6 +95,56 @@ fn spawn_gc_loop(state: web::Data<AppState>, interval: Duration, grace: Duration
     });
 }
 
+/// Without `SNAPREG_ADMIN_TOKEN` and with no token at all, nobody could
+/// call the service: create an admin token and leave it, readable by the
+/// service's user only, in `<data-dir>/admin-token`.
+fn bootstrap_admin(state: &AppState, data_dir: &Path) -> Result<(), StartError> {
+    let failed = |e: crate::error::Error| StartError::Bootstrap(format!("{e:?}"));
+    let mut conn = state.pool.get().map_err(|e| failed(e.into()))?;
+    if tokens::count(&mut conn).map_err(failed)? > 0 {
+        return Ok(());
+    }
+    let new = NewToken {
+        name: "bootstrap-admin".to_owned(),
+        role: Role::Admin,
+        projects: Vec::new(),
+        expires_at: None,
+    };
+    let secret = match tokens::create_token(&mut conn, new) {
+        Ok((_, secret)) => secret,
+        // Another replica starting at the same moment made it.
+        Err(crate::error::Error::Conflict(_)) => return Ok(()),
+        Err(e) => return Err(failed(e)),
+    };
+    let path = data_dir.join("admin-token");
+    write_private(&path, &secret)
+        .map_err(|e| StartError::Bootstrap(format!("{}: {e}", path.display())))?;
+    log::warn!(
+        "no token existed: created the admin token \"bootstrap-admin\" in {} (readable by this user only)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes a file only its owner can read (mode 0600 from the start).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(file, "{text}")?;
+    file.sync_all()
+}
+
 /// Fails pending images whose lease expired, every `interval`.
 fn spawn_watchdog(state: web::Data<AppState>, interval: Duration) {
     std::thread::spawn(move || loop {
@@ -139,7 +194,13 @@ impl Application {
             upload_expiry: config.upload_expiry,
             hashes: Default::default(),
             lease_timeout: config.lease_timeout,
+            admin_token: config.admin_token.clone(),
+            anonymous_read: config.anonymous_read,
+            tokens: Default::default(),
         });
+        if config.admin_token.is_none() {
+            bootstrap_admin(&state, &config.data_dir)?;
+        }
         if let Some(interval) = config.gc_interval {
             spawn_gc_loop(state.clone(), interval, config.gc_grace);
         }
@@ -155,6 +216,7 @@ impl Application {
                         .error_handler(errors::json_error),
                 )
                 .app_data(web::QueryConfig::default().error_handler(errors::query_error))
+                .wrap(middleware::from_fn(auth::authenticate))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .configure(api::routes)
                 .default_service(web::to(errors::route_not_found))

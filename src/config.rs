@@ -55,6 +55,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SNAPREG_WATCHDOG_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub watchdog_interval: Duration,
 
+    /// A bearer token with every right (in addition to stored tokens).
+    #[arg(long, env = "SNAPREG_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Let requests without a token read (GET and HEAD).
+    #[arg(long, env = "SNAPREG_ANONYMOUS_READ", default_value_t = false)]
+    pub anonymous_read: bool,
+
     /// How often `serve` collects garbage (0s turns the loop off).
     #[arg(long, env = "SNAPREG_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub gc_interval: Duration,
@@ -73,6 +81,8 @@ pub struct Config {
     pub lease_timeout: Duration,
     /// `None`: no watchdog.
     pub watchdog_interval: Option<Duration>,
+    pub admin_token: Option<String>,
+    pub anonymous_read: bool,
 }
 
 impl Config {
@@ -88,6 +98,8 @@ impl Config {
             gc_interval: Some(Duration::from_secs(3600)),
             lease_timeout: Duration::from_secs(30 * 60),
             watchdog_interval: Some(Duration::from_secs(30)),
+            admin_token: None,
+            anonymous_read: false,
         }
     }
 
@@ -118,6 +130,8 @@ impl From<ServeArgs> for Config {
             gc_interval: Some(args.gc_interval).filter(|i| !i.is_zero()),
             lease_timeout: args.lease_timeout,
             watchdog_interval: Some(args.watchdog_interval).filter(|i| !i.is_zero()),
+            admin_token: args.admin_token.filter(|t| !t.is_empty()),
+            anonymous_read: args.anonymous_read,
         }
     }
 }

@@ -2,10 +2,13 @@
 
 use clap::{Parser, Subcommand};
 use snapreg::app::Application;
+use snapreg::auth::Role;
 use snapreg::blobs::FsStore;
 use snapreg::config::{ArtifactArgs, Config, ServeArgs, StorageArgs};
 use snapreg::db::PooledConn;
 use snapreg::registry::gc::{collect_garbage, GcSettings};
+use snapreg::registry::page::PageRequest;
+use snapreg::registry::tokens::{self, NewToken, TokenInfo};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -35,6 +38,40 @@ enum Command {
     /// Check that every referenced blob exists and hashes to its digest;
     /// exits 1 when one does not.
     Fsck(StorageArgs),
+    /// Manage bearer tokens directly in the database.
+    Token {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (it is shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// reader, builder, maintainer or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Limit the token to this project (id or slug); repeat for more.
+        #[arg(long = "project")]
+        projects: Vec<String>,
+        /// The token stops working after this long (e.g. 90d, 12h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id or name.
+    Revoke { token: String },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text)
+        .ok_or_else(|| format!("{text:?} is not one of reader, builder, maintainer, admin"))
 }
 
 fn main() -> ExitCode {
@@ -44,6 +81,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => migrate(&args),
         Command::Gc { storage, artifacts } => gc(&storage, &artifacts),
         Command::Fsck(args) => fsck(&args),
+        Command::Token { storage, action } => token(&storage, action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,6 +169,73 @@ fn fsck(storage: &StorageArgs) -> Result<(), String> {
     } else {
         Err("fsck found broken artifact references".into())
     }
+}
+
+fn token(storage: &StorageArgs, action: TokenAction) -> Result<(), String> {
+    let pool = snapreg::db::connect(&storage.database_url(), 1).map_err(|e| e.to_string())?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    let show = |t: &TokenInfo| {
+        let scope = t
+            .projects
+            .as_ref()
+            .map_or("all projects".to_owned(), |p| p.join(","));
+        let state = match (t.revoked_at, t.expires_at) {
+            (Some(_), _) => "revoked".to_owned(),
+            (None, Some(at)) => format!("expires {at}"),
+            (None, None) => "active".to_owned(),
+        };
+        format!(
+            "{}  {}  {}  {}  {}",
+            t.id,
+            t.name,
+            t.role.as_str(),
+            scope,
+            state
+        )
+    };
+    match action {
+        TokenAction::Create {
+            name,
+            role,
+            projects,
+            expires_in,
+        } => {
+            let expires_at = expires_in
+                .map(|d| chrono::Duration::from_std(d).map(|d| snapreg::registry::now() + d))
+                .transpose()
+                .map_err(|e| format!("--expires-in: {e}"))?;
+            let new = NewToken {
+                name,
+                role,
+                projects,
+                expires_at,
+            };
+            let (info, secret) = tokens::create_token(&mut conn, new).map_err(|e| e.to_string())?;
+            eprintln!("created {}", show(&info));
+            println!("{secret}");
+        }
+        TokenAction::List => {
+            let mut page = PageRequest::new(Some(500), None).map_err(|e| e.to_string())?;
+            loop {
+                let listed = tokens::list_tokens(&mut conn, &page).map_err(|e| e.to_string())?;
+                for t in &listed.items {
+                    println!("{}", show(t));
+                }
+                match listed.next_cursor {
+                    Some(cursor) => {
+                        page =
+                            PageRequest::new(Some(500), Some(&cursor)).map_err(|e| e.to_string())?
+                    }
+                    None => break,
+                }
+            }
+        }
+        TokenAction::Revoke { token } => {
+            let info = tokens::revoke_token(&mut conn, &token).map_err(|e| e.to_string())?;
+            println!("revoked {}", show(&info));
+        }
+    }
+    Ok(())
 }
 
 /// Names the database without printing credentials.

@@ -24,6 +24,8 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest(_) => "bad_request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) | Error::RouteNotFound { .. } => "not_found",
             Error::NoCurrentSnapshot => "no_current_snapshot",
             Error::NoImage(_) => "no_image",
@@ -53,6 +55,8 @@ impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) | Error::DigestMismatch(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_)
             | Error::RouteNotFound { .. }
             | Error::NoCurrentSnapshot
@@ -86,7 +90,11 @@ impl ResponseError for Error {
             }
             other => other.to_string(),
         };
-        HttpResponse::build(self.status_code()).json(Envelope {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Error::Unauthorized(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"snapreg\""));
+        }
+        response.json(Envelope {
             error: Body {
                 code: self.code(),
                 message,

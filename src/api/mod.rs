@@ -3,6 +3,7 @@
 //! function on the blocking pool, and render.
 
 pub mod artifacts;
+pub mod auth;
 pub mod body;
 pub mod current;
 pub mod errors;
@@ -14,22 +15,25 @@ pub mod plans;
 pub mod projects;
 pub mod snapshots;
 pub mod spec;
+pub mod tokens;
 pub mod transfer;
 pub mod uploads;
 pub mod views;
 
+use crate::auth::Role;
 use crate::blobs::BlobStore;
 use crate::db::{DbConn, DbPool};
 use crate::error::{Error, Result};
+use crate::registry::lookup::Addressed;
 use crate::registry::page::PageRequest;
-use crate::registry::Actor;
-use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::http::Method;
-use actix_web::{guard, web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route};
+use actix_web::{
+    guard, middleware, web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route,
+};
+use auth::Needs;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::future::{ready, Ready};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +48,10 @@ pub struct AppState {
     pub hashes: uploads::UploadHashes,
     /// A pending image's heartbeat older than this is stale.
     pub lease_timeout: Duration,
+    /// `SNAPREG_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    pub anonymous_read: bool,
+    pub tokens: auth::TokenCache,
 }
 
 impl AppState {
@@ -61,17 +69,6 @@ impl AppState {
         })
         .await
         .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
-    }
-}
-
-/// Who is calling. Until tokens exist every caller is anonymous; handlers
-/// already take it so that authentication slots in here.
-impl FromRequest for Actor {
-    type Error = Error;
-    type Future = Ready<Result<Actor>>;
-
-    fn from_request(_req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        ready(Ok(Actor::default()))
     }
 }
 
@@ -96,15 +93,16 @@ pub fn created(location: String, body: impl Serialize) -> HttpResponse {
         .json(body)
 }
 
-/// One route of the service: the single list both the router and the
-/// OpenAPI check (`tests` below) read.
+/// One route of the service: the single list the router, the authorisation
+/// and the OpenAPI check (`tests` below) read.
 pub struct Endpoint {
     pub path: &'static str,
     pub method: Method,
+    pub needs: Needs,
     route: Route,
 }
 
-fn endpoint<F, Args>(path: &'static str, method: Method, handler: F) -> Endpoint
+fn endpoint<F, Args>(path: &'static str, method: Method, needs: Needs, handler: F) -> Endpoint
 where
     F: Handler<Args>,
     Args: FromRequest + 'static,
@@ -120,66 +118,190 @@ where
         path,
         route: route.to(handler),
         method,
+        needs,
     }
 }
 
 pub fn endpoints() -> Vec<Endpoint> {
     use Method as M;
+    use Needs::{Open, Role as R, Unscoped};
+    use Role::{Admin, Builder, Maintainer, Reader};
     vec![
-        endpoint("/healthz", M::GET, health::healthz),
-        endpoint("/readyz", M::GET, health::readyz),
-        endpoint("/openapi.yaml", M::GET, spec::document),
-        endpoint("/v1/projects", M::POST, projects::create),
-        endpoint("/v1/projects", M::GET, projects::list),
-        endpoint("/v1/projects/{project}", M::GET, projects::get),
-        endpoint("/v1/projects/{project}", M::PATCH, projects::update),
-        endpoint("/v1/projects/{project}", M::DELETE, projects::delete),
-        endpoint("/v1/projects/{project}/plans", M::POST, plans::create),
-        endpoint("/v1/projects/{project}/plans", M::GET, plans::list),
-        endpoint("/v1/projects/{project}/plans/{plan}", M::GET, plans::get),
+        endpoint("/healthz", M::GET, Open, health::healthz),
+        endpoint("/readyz", M::GET, Open, health::readyz),
+        endpoint("/openapi.yaml", M::GET, Open, spec::document),
+        endpoint("/v1/tokens", M::POST, Unscoped(Admin), tokens::create),
+        endpoint("/v1/tokens", M::GET, Unscoped(Admin), tokens::list),
+        endpoint(
+            "/v1/tokens/{token}",
+            M::DELETE,
+            Unscoped(Admin),
+            tokens::revoke,
+        ),
+        endpoint("/v1/projects", M::POST, Unscoped(Admin), projects::create),
+        endpoint("/v1/projects", M::GET, R(Reader), projects::list),
+        endpoint("/v1/projects/{project}", M::GET, R(Reader), projects::get),
+        endpoint(
+            "/v1/projects/{project}",
+            M::PATCH,
+            R(Maintainer),
+            projects::update,
+        ),
+        endpoint(
+            "/v1/projects/{project}",
+            M::DELETE,
+            R(Admin),
+            projects::delete,
+        ),
+        endpoint(
+            "/v1/projects/{project}/plans",
+            M::POST,
+            R(Maintainer),
+            plans::create,
+        ),
+        endpoint(
+            "/v1/projects/{project}/plans",
+            M::GET,
+            R(Reader),
+            plans::list,
+        ),
+        endpoint(
+            "/v1/projects/{project}/plans/{plan}",
+            M::GET,
+            R(Reader),
+            plans::get,
+        ),
         endpoint(
             "/v1/projects/{project}/plans/{plan}",
             M::PATCH,
+            R(Maintainer),
             plans::update,
         ),
         endpoint(
             "/v1/projects/{project}/plans/{plan}/image",
             M::GET,
+            R(Reader),
             plans::image,
         ),
         endpoint(
             "/v1/projects/{project}/snapshots",
             M::POST,
+            R(Builder),
             snapshots::create,
         ),
-        endpoint("/v1/projects/{project}/snapshots", M::GET, snapshots::list),
-        endpoint("/v1/projects/{project}/current", M::GET, current::get),
-        endpoint("/v1/projects/{project}/current", M::PUT, current::set),
-        endpoint("/v1/projects/{project}/current", M::DELETE, current::clear),
-        endpoint("/v1/projects/{project}/events", M::GET, events::for_project),
-        endpoint("/v1/projects/{project}/images", M::GET, leases::list),
-        endpoint("/v1/snapshots/{snapshot}", M::GET, snapshots::get),
-        endpoint("/v1/snapshots/{snapshot}", M::PATCH, snapshots::update),
-        endpoint("/v1/snapshots/{snapshot}/images", M::POST, images::create),
+        endpoint(
+            "/v1/projects/{project}/snapshots",
+            M::GET,
+            R(Reader),
+            snapshots::list,
+        ),
+        endpoint(
+            "/v1/projects/{project}/current",
+            M::GET,
+            R(Reader),
+            current::get,
+        ),
+        endpoint(
+            "/v1/projects/{project}/current",
+            M::PUT,
+            R(Maintainer),
+            current::set,
+        ),
+        endpoint(
+            "/v1/projects/{project}/current",
+            M::DELETE,
+            R(Maintainer),
+            current::clear,
+        ),
+        endpoint(
+            "/v1/projects/{project}/events",
+            M::GET,
+            R(Reader),
+            events::for_project,
+        ),
+        endpoint(
+            "/v1/projects/{project}/images",
+            M::GET,
+            R(Reader),
+            leases::list,
+        ),
+        endpoint(
+            "/v1/snapshots/{snapshot}",
+            M::GET,
+            R(Reader),
+            snapshots::get,
+        ),
+        endpoint(
+            "/v1/snapshots/{snapshot}",
+            M::PATCH,
+            R(Builder),
+            snapshots::update,
+        ),
+        endpoint(
+            "/v1/snapshots/{snapshot}/images",
+            M::POST,
+            R(Builder),
+            images::create,
+        ),
         endpoint(
             "/v1/snapshots/{snapshot}/events",
             M::GET,
+            R(Reader),
             events::for_snapshot,
         ),
-        endpoint("/v1/images/{image}", M::GET, images::get),
-        endpoint("/v1/images/{image}", M::PATCH, images::update),
-        endpoint("/v1/images/{image}/heartbeat", M::POST, leases::heartbeat),
-        endpoint("/v1/images/{image}/artifact", M::PUT, artifacts::put),
-        endpoint("/v1/images/{image}/artifact", M::GET, artifacts::download),
-        endpoint("/v1/images/{image}/uploads", M::POST, uploads::start),
-        endpoint("/v1/uploads/{upload}", M::PATCH, uploads::patch),
-        endpoint("/v1/uploads/{upload}", M::GET, uploads::status),
-        endpoint("/v1/uploads/{upload}", M::PUT, uploads::commit),
-        endpoint("/v1/uploads/{upload}", M::DELETE, uploads::abandon),
+        endpoint("/v1/images/{image}", M::GET, R(Reader), images::get),
+        endpoint("/v1/images/{image}", M::PATCH, R(Builder), images::update),
+        endpoint(
+            "/v1/images/{image}/heartbeat",
+            M::POST,
+            R(Builder),
+            leases::heartbeat,
+        ),
+        endpoint(
+            "/v1/images/{image}/artifact",
+            M::PUT,
+            R(Builder),
+            artifacts::put,
+        ),
+        endpoint(
+            "/v1/images/{image}/artifact",
+            M::GET,
+            R(Reader),
+            artifacts::download,
+        ),
+        endpoint(
+            "/v1/images/{image}/uploads",
+            M::POST,
+            R(Builder),
+            uploads::start,
+        ),
+        endpoint("/v1/uploads/{upload}", M::PATCH, R(Builder), uploads::patch),
+        endpoint("/v1/uploads/{upload}", M::GET, R(Reader), uploads::status),
+        endpoint("/v1/uploads/{upload}", M::PUT, R(Builder), uploads::commit),
+        endpoint(
+            "/v1/uploads/{upload}",
+            M::DELETE,
+            R(Builder),
+            uploads::abandon,
+        ),
     ]
 }
 
-/// Registers every endpoint; a known path with another method answers 405.
+/// The path parameter that names the resource a route is about.
+fn addressed(path: &str) -> Option<(Addressed, &'static str)> {
+    [
+        ("{project}", Addressed::Project, "project"),
+        ("{snapshot}", Addressed::Snapshot, "snapshot"),
+        ("{image}", Addressed::Image, "image"),
+        ("{upload}", Addressed::Upload, "upload"),
+    ]
+    .into_iter()
+    .find(|(param, _, _)| path.contains(param))
+    .map(|(_, kind, name)| (kind, name))
+}
+
+/// Registers every endpoint, each resource behind its authorisation; a
+/// known path with another method answers 405.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let mut by_path: BTreeMap<&'static str, Vec<Endpoint>> = BTreeMap::new();
     for endpoint in endpoints() {
@@ -192,12 +314,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         }
         allow.sort();
         let allow = allow.join(", ");
+        let needs: HashMap<Method, Needs> = endpoints
+            .iter()
+            .map(|e| (e.method.clone(), e.needs))
+            .collect();
+        let target = addressed(path);
         let resource = endpoints
             .into_iter()
-            .fold(web::resource(path), |resource, e| resource.route(e.route));
-        cfg.service(resource.default_service(web::to(move |req: HttpRequest| {
-            errors::method_not_allowed(req, allow.clone())
-        })));
+            .fold(web::resource(path), |resource, e| resource.route(e.route))
+            .default_service(web::to(move |req: HttpRequest| {
+                errors::method_not_allowed(req, allow.clone())
+            }))
+            .wrap(middleware::from_fn(move |req, next| {
+                auth::authorize(needs.clone(), target, req, next)
+            }));
+        cfg.service(resource);
     }
 }
 

@@ -3,6 +3,7 @@
 use super::body::Body;
 use super::views::{PageJson, ProjectJson};
 use super::{created, AppState, PageQuery};
+use crate::auth::Principal;
 use crate::error::Result;
 use crate::input::{Name, Slug};
 use crate::registry::projects::{self, NewProject, ProjectChanges};
@@ -47,11 +48,12 @@ pub async fn create(
 
 pub async fn list(
     state: web::Data<AppState>,
+    principal: Principal,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     let page = query.page()?;
     let projects = state
-        .run(move |conn| projects::list_projects(conn, &page))
+        .run(move |conn| projects::list_projects(conn, principal.projects.as_ref(), &page))
         .await?;
     Ok(HttpResponse::Ok().json(PageJson::from_page(projects, ProjectJson::from)))
 }

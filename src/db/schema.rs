@@ -93,6 +93,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    tokens (id) {
+        id -> Text,
+        name -> Text,
+        secret_hash -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    token_projects (token_id, project_id) {
+        token_id -> Text,
+        project_id -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
-    projects, plans, snapshots, images, events, uploads, blobs
+    projects,
+    plans,
+    snapshots,
+    images,
+    events,
+    uploads,
+    blobs,
+    tokens,
+    token_projects
 );

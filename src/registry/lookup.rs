@@ -133,3 +133,51 @@ pub fn images_of(conn: &mut DbConn, snapshot_id: &str) -> Result<Vec<ImageRow>> 
         .select(ImageRow::as_select())
         .load(conn)?)
 }
+
+/// What a path parameter names, for finding the project a request is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressed {
+    Project,
+    Snapshot,
+    Image,
+    Upload,
+}
+
+/// The id of the project the addressed resource belongs to; `None` when it
+/// names nothing (the handler answers 404 then).
+pub fn project_id_of(
+    conn: &mut DbConn,
+    kind: Addressed,
+    reference: &str,
+) -> Result<Option<String>> {
+    use crate::db::schema::uploads;
+    let Some(id) = parse_id(reference) else {
+        return match kind {
+            Addressed::Project => Ok(project(conn, reference).ok().map(|p| p.id)),
+            _ => Ok(None),
+        };
+    };
+    Ok(match kind {
+        Addressed::Project => projects::table
+            .find(id)
+            .select(projects::id)
+            .first(conn)
+            .optional()?,
+        Addressed::Snapshot => snapshots::table
+            .find(id)
+            .select(snapshots::project_id)
+            .first(conn)
+            .optional()?,
+        Addressed::Image => images::table
+            .find(id)
+            .select(images::project_id)
+            .first(conn)
+            .optional()?,
+        Addressed::Upload => uploads::table
+            .inner_join(images::table.on(images::id.eq(uploads::image_id)))
+            .filter(uploads::id.eq(id))
+            .select(images::project_id)
+            .first(conn)
+            .optional()?,
+    })
+}

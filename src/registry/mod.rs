@@ -17,6 +17,7 @@ pub mod projects;
 pub mod recompute;
 pub mod resolve;
 pub mod snapshots;
+pub mod tokens;
 pub mod uploads;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};

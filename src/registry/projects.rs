@@ -9,6 +9,7 @@ use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::input::Slug;
 use diesel::prelude::*;
+use std::collections::HashSet;
 
 pub struct NewProject {
     pub slug: Slug,
@@ -45,8 +46,16 @@ pub fn create_project(conn: &mut DbConn, actor: &Actor, new: NewProject) -> Resu
     Ok(row)
 }
 
-pub fn list_projects(conn: &mut DbConn, page: &PageRequest) -> Result<Page<ProjectRow>> {
-    let query = projects::table.select(ProjectRow::as_select()).into_boxed();
+/// Projects newest first; `only` limits them to a token's scope.
+pub fn list_projects(
+    conn: &mut DbConn,
+    only: Option<&HashSet<String>>,
+    page: &PageRequest,
+) -> Result<Page<ProjectRow>> {
+    let mut query = projects::table.select(ProjectRow::as_select()).into_boxed();
+    if let Some(only) = only {
+        query = query.filter(projects::id.eq_any(only.iter().cloned().collect::<Vec<_>>()));
+    }
     let rows = keyset!(query, projects::created_at, projects::id, page, desc).load(conn)?;
     Ok(Page::from_rows(rows, page, |p| (p.created_at, &p.id)))
 }

@@ -108,11 +108,10 @@ impl TestApp {
         config.pool_size = 8;
         config.gc_interval = None;
         config.watchdog_interval = None;
+        config.admin_token = Some(ADMIN_TOKEN.to_owned());
         adjust(&mut config);
         let (base, server) = start(&config);
-        let client = awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .finish();
+        let client = client(Some(ADMIN_TOKEN));
         TestApp {
             base,
             client,
@@ -327,6 +326,19 @@ impl TestApp {
             }
         }
     }
+}
+
+/// The `SNAPREG_ADMIN_TOKEN` test services run with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// An HTTP client that sends `token` as its bearer token.
+pub fn client(token: Option<&str>) -> awc::Client {
+    let builder = awc::Client::builder().timeout(std::time::Duration::from_secs(60));
+    match token {
+        Some(token) => builder.add_default_header(("authorization", format!("Bearer {token}"))),
+        None => builder,
+    }
+    .finish()
 }
 
 fn start(config: &Config) -> (String, ServerHandle) {

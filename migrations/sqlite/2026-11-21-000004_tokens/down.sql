@@ -1,0 +1,2 @@
+DROP TABLE token_projects;
+DROP TABLE tokens;

@@ -1,0 +1,209 @@
+//! Authentication and authorisation on every request. In order: the bearer
+//! token (401), then — for a token limited to projects — whether the
+//! addressed resource's project is one of them (404, so a token cannot
+//! probe which projects exist), then the role the route needs (403).
+//! `/healthz`, `/readyz` and `/openapi.yaml` are always open.
+
+use super::AppState;
+use crate::auth::{same_secret, Principal, Role};
+use crate::error::Error;
+use crate::registry::lookup::{self, Addressed};
+use crate::registry::{tokens, Actor};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::future::{ready, Ready};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Paths anyone may call.
+pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/openapi.yaml"];
+
+/// How long a verified token is trusted without asking the database again:
+/// a revocation reaches other replicas within this time (this one at once).
+const CACHE_TTL: Duration = Duration::from_secs(5);
+const CACHE_MAX: usize = 10_000;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Open,
+    Role(Role),
+    /// The role, on a token not limited to projects (routes about no single
+    /// project: creating projects, tokens).
+    Unscoped(Role),
+}
+
+/// Verified tokens, by the SHA-256 of their text.
+#[derive(Default)]
+pub struct TokenCache(Mutex<HashMap<[u8; 32], (Principal, Instant)>>);
+
+impl TokenCache {
+    fn get(&self, key: &[u8; 32]) -> Option<Principal> {
+        let map = self.0.lock().ok()?;
+        map.get(key)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(p, _)| p.clone())
+    }
+
+    fn put(&self, key: [u8; 32], principal: Principal) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+            map.insert(key, (principal, Instant::now()));
+        }
+    }
+
+    /// After a revocation.
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.0.lock() {
+            map.clear();
+        }
+    }
+}
+
+fn bearer(req: &ServiceRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+async fn principal_for(state: &web::Data<AppState>, token: String) -> Result<Principal, Error> {
+    if let Some(admin) = &state.admin_token {
+        if same_secret(&token, admin) {
+            return Ok(Principal {
+                name: "admin".to_owned(),
+                role: Role::Admin,
+                projects: None,
+            });
+        }
+    }
+    let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if let Some(principal) = state.tokens.get(&key) {
+        return Ok(principal);
+    }
+    let principal = state
+        .run(move |conn| tokens::authenticate(conn, &token))
+        .await?
+        .ok_or_else(|| Error::Unauthorized("unknown, revoked or expired token".into()))?;
+    state.tokens.put(key, principal.clone());
+    Ok(principal)
+}
+
+/// App-wide: who is calling (401 when nobody acceptable).
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if OPEN_PATHS.contains(&req.path()) {
+        return next.call(req).await;
+    }
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| Error::Internal("no application state".into()))?;
+    let principal = match bearer(&req) {
+        Some(token) => principal_for(&state, token).await?,
+        None if state.anonymous_read && is_read(req.method()) => Principal {
+            name: "anonymous".to_owned(),
+            role: Role::Reader,
+            projects: None,
+        },
+        None => return Err(Error::Unauthorized("a bearer token is required".into()).into()),
+    };
+    req.extensions_mut().insert(principal);
+    next.call(req).await
+}
+
+/// Per resource: the project scope (404) and the role (403) its routes need.
+pub async fn authorize(
+    needs: HashMap<Method, Needs>,
+    addressed: Option<(Addressed, &'static str)>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let method = if req.method() == Method::HEAD {
+        Method::GET
+    } else {
+        req.method().clone()
+    };
+    let Some(needs) = needs.get(&method).copied() else {
+        // A method the resource does not have: its 405 answers.
+        return next.call(req).await;
+    };
+    if needs == Needs::Open {
+        return next.call(req).await;
+    }
+    let principal = req
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthorized("a bearer token is required".into()))?;
+    if let (true, Some((kind, param))) = (principal.is_scoped(), addressed) {
+        let reference = req.match_info().get(param).unwrap_or_default().to_owned();
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .cloned()
+            .ok_or_else(|| Error::Internal("no application state".into()))?;
+        let lookup_ref = reference.clone();
+        let project = state
+            .run(move |conn| lookup::project_id_of(conn, kind, &lookup_ref))
+            .await?;
+        if project.is_some_and(|id| !principal.sees(&id)) {
+            return Err(Error::not_found(param, &reference).into());
+        }
+    }
+    let allowed = match needs {
+        Needs::Open => true,
+        Needs::Role(role) => principal.may(role),
+        Needs::Unscoped(role) => principal.may(role) && !principal.is_scoped(),
+    };
+    if !allowed {
+        return Err(Error::Forbidden(format!(
+            "{} may not {} {}",
+            principal.name,
+            req.method(),
+            req.match_info().as_str()
+        ))
+        .into());
+    }
+    next.call(req).await
+}
+
+/// The authenticated caller.
+impl FromRequest for Principal {
+    type Error = Error;
+    type Future = Ready<Result<Principal, Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<Principal>()
+                .cloned()
+                .ok_or_else(|| Error::Unauthorized("a bearer token is required".into())),
+        )
+    }
+}
+
+/// Who a change is recorded as: the caller's token name.
+impl FromRequest for Actor {
+    type Error = Error;
+    type Future = Ready<Result<Actor, Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(Ok(Actor(
+            req.extensions().get::<Principal>().map(|p| p.name.clone()),
+        )))
+    }
+}
