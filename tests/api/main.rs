@@ -2,6 +2,7 @@
 //! and on PostgreSQL when `SNAPREG_TEST_DATABASE_URL` is set.
 
 mod artifacts;
+mod auth;
 mod current;
 mod errors;
 mod events;

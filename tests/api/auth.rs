@@ -1,0 +1,477 @@
+//! Access control: every endpoint × every role, missing/unknown/revoked/
+//! expired tokens, project scopes, the token API and CLI, the bootstrap file.
+
+use crate::artifacts::{bytes, digest, pending_image, put_artifact};
+use crate::support::{client, id, items, TestApp};
+use awc::http::Method;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Creates a token with the admin client; returns its secret.
+async fn token(app: &TestApp, name: &str, role: &str, projects: &[&str]) -> String {
+    let created = app
+        .post(
+            "/v1/tokens",
+            json!({"name": name, "role": role, "projects": projects}),
+        )
+        .await
+        .expect(201);
+    created["token"].as_str().expect("a secret").to_owned()
+}
+
+async fn call_as(
+    app: &TestApp,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> u16 {
+    let request = client(token).request(method, format!("{}{path}", app.base));
+    let response = match body {
+        Some(body) => request.send_json(&body).await,
+        None => request.send().await,
+    };
+    response.expect("request completes").status().as_u16()
+}
+
+/// The role each endpoint needs (`unscoped`: and no project limit).
+const MATRIX: &[(&str, &str, &str)] = &[
+    ("GET", "/v1/projects", "reader"),
+    ("POST", "/v1/projects", "admin unscoped"),
+    ("GET", "/v1/projects/{project}", "reader"),
+    ("PATCH", "/v1/projects/{project}", "maintainer"),
+    ("DELETE", "/v1/projects/{project}", "admin"),
+    ("POST", "/v1/projects/{project}/plans", "maintainer"),
+    ("GET", "/v1/projects/{project}/plans", "reader"),
+    ("GET", "/v1/projects/{project}/plans/{plan}", "reader"),
+    ("PATCH", "/v1/projects/{project}/plans/{plan}", "maintainer"),
+    ("GET", "/v1/projects/{project}/plans/{plan}/image", "reader"),
+    ("POST", "/v1/projects/{project}/snapshots", "builder"),
+    ("GET", "/v1/projects/{project}/snapshots", "reader"),
+    ("GET", "/v1/projects/{project}/current", "reader"),
+    ("PUT", "/v1/projects/{project}/current", "maintainer"),
+    ("DELETE", "/v1/projects/{project}/current", "maintainer"),
+    ("GET", "/v1/projects/{project}/events", "reader"),
+    ("GET", "/v1/projects/{project}/images", "reader"),
+    ("GET", "/v1/snapshots/{snapshot}", "reader"),
+    ("PATCH", "/v1/snapshots/{snapshot}", "builder"),
+    ("POST", "/v1/snapshots/{snapshot}/images", "builder"),
+    ("GET", "/v1/snapshots/{snapshot}/events", "reader"),
+    ("GET", "/v1/images/{image}", "reader"),
+    ("PATCH", "/v1/images/{image}", "builder"),
+    ("POST", "/v1/images/{image}/heartbeat", "builder"),
+    ("PUT", "/v1/images/{image}/artifact", "builder"),
+    ("GET", "/v1/images/{image}/artifact", "reader"),
+    ("POST", "/v1/images/{image}/uploads", "builder"),
+    ("PATCH", "/v1/uploads/{upload}", "builder"),
+    ("GET", "/v1/uploads/{upload}", "reader"),
+    ("PUT", "/v1/uploads/{upload}", "builder"),
+    ("DELETE", "/v1/uploads/{upload}", "builder"),
+    ("POST", "/v1/tokens", "admin unscoped"),
+    ("GET", "/v1/tokens", "admin unscoped"),
+    ("DELETE", "/v1/tokens/{token}", "admin unscoped"),
+];
+
+const ROLES: [&str; 4] = ["reader", "builder", "maintainer", "admin"];
+
+fn rank(role: &str) -> usize {
+    ROLES
+        .iter()
+        .position(|r| role.starts_with(r))
+        .expect("a role")
+}
+
+/// Project `web` with a plan, a pending snapshot with an image that has an
+/// artifact and an open upload session; returns the path parameters.
+async fn fixture(app: &TestApp) -> Vec<(&'static str, String)> {
+    let image = pending_image(app).await;
+    let body = bytes(100, 40);
+    put_artifact(app, &image, &body, &digest(&body)).await;
+    let upload = app
+        .post(&format!("/v1/images/{}/uploads", id(&image)), json!({}))
+        .await
+        .expect(202);
+    vec![
+        ("{project}", "web".to_owned()),
+        ("{plan}", "debian".to_owned()),
+        (
+            "{snapshot}",
+            image["snapshot_id"].as_str().unwrap_or_default().to_owned(),
+        ),
+        ("{image}", id(&image)),
+        ("{upload}", id(&upload)),
+        ("{token}", "no-such-token".to_owned()),
+    ]
+}
+
+fn fill(path: &str, params: &[(&'static str, String)]) -> String {
+    params.iter().fold(path.to_owned(), |path, (name, value)| {
+        path.replace(name, value)
+    })
+}
+
+fn body_for(method: &str) -> Option<Value> {
+    matches!(method, "POST" | "PATCH" | "PUT").then(|| json!({}))
+}
+
+#[actix_rt::test]
+async fn the_matrix_covers_every_route() {
+    let documented: BTreeSet<(String, String)> = MATRIX
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    let routed: BTreeSet<(String, String)> = snapreg::api::endpoints()
+        .iter()
+        .filter(|e| !snapreg::api::auth::OPEN_PATHS.contains(&e.path))
+        .map(|e| (e.method.to_string(), e.path.to_owned()))
+        .collect();
+    assert_eq!(documented, routed);
+}
+
+#[actix_rt::test]
+async fn every_endpoint_for_every_role() {
+    let app = TestApp::spawn().await;
+    let params = fixture(&app).await;
+    let mut tokens = Vec::new();
+    for role in ROLES {
+        tokens.push((role, token(&app, &format!("{role}-token"), role, &[]).await));
+    }
+    // Deleting the project last: every other row still finds it.
+    let mut rows: Vec<_> = MATRIX.to_vec();
+    rows.sort_by_key(|(m, p, _)| (*m == "DELETE" && *p == "/v1/projects/{project}") as u8);
+    for (method, path, needed) in rows {
+        let url = fill(path, &params);
+        let method_ = Method::from_bytes(method.as_bytes()).expect("method");
+        for (role, secret) in &tokens {
+            let status = call_as(&app, Some(secret), method_.clone(), &url, body_for(method)).await;
+            if rank(role) >= rank(needed) {
+                assert!(
+                    ![401, 403].contains(&status),
+                    "{role} {method} {path}: {status}"
+                );
+            } else {
+                assert_eq!(status, 403, "{role} {method} {path}");
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn no_unknown_revoked_or_expired_token_gets_in() {
+    let app = TestApp::spawn().await;
+    let params = fixture(&app).await;
+    let revoked = token(&app, "revoked", "admin", &[]).await;
+    assert_eq!(app.delete("/v1/tokens/revoked").await.status, 204);
+    assert_eq!(
+        app.delete("/v1/tokens/revoked").await.status,
+        204,
+        "revoking twice is fine"
+    );
+    let expired = app
+        .post(
+            "/v1/tokens",
+            json!({"name": "expired", "role": "admin", "expires_at": "2020-01-01T00:00:00Z"}),
+        )
+        .await
+        .expect(201)["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let unknown = revoked.replace(&revoked[revoked.len() - 4..], "0000");
+    let cases = [
+        ("no token", None),
+        ("unknown", Some(unknown.as_str())),
+        ("garbage", Some("not-a-token")),
+        ("revoked", Some(revoked.as_str())),
+        ("expired", Some(expired.as_str())),
+    ];
+    for (method, path, _) in MATRIX {
+        let url = fill(path, &params);
+        let method_ = Method::from_bytes(method.as_bytes()).expect("method");
+        for (case, secret) in cases {
+            let status = call_as(&app, secret, method_.clone(), &url, body_for(method)).await;
+            assert_eq!(status, 401, "{case}: {method} {path}");
+        }
+    }
+    let reply = client(None)
+        .get(format!("{}/v1/projects", app.base))
+        .send()
+        .await;
+    let reply = reply.expect("request completes");
+    assert_eq!(
+        reply
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer realm=\"snapreg\"")
+    );
+    for open in ["/healthz", "/readyz", "/openapi.yaml"] {
+        assert_eq!(
+            call_as(&app, None, Method::GET, open, None).await,
+            200,
+            "{open}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_token_limited_to_projects_sees_404_outside_them() {
+    let app = TestApp::spawn().await;
+    let params = fixture(&app).await;
+    app.project("other").await;
+    let scoped = token(&app, "other-admin", "admin", &["other"]).await;
+    for (method, path, needed) in MATRIX {
+        let url = fill(path, &params);
+        let method_ = Method::from_bytes(method.as_bytes()).expect("method");
+        let status = call_as(&app, Some(&scoped), method_, &url, body_for(method)).await;
+        let expected = match (path.contains('{'), *needed == "admin unscoped") {
+            (_, true) => 403,
+            (false, false) => 200, // GET /v1/projects: only its own
+            (true, false) => 404,
+        };
+        if path.contains("{token}") {
+            assert_eq!(status, 403, "{method} {path}");
+        } else {
+            assert_eq!(status, expected, "{method} {path}");
+        }
+    }
+    let listed = client(Some(&scoped))
+        .get(format!("{}/v1/projects", app.base))
+        .send()
+        .await
+        .expect("request completes")
+        .json::<Value>()
+        .await
+        .expect("json");
+    let slugs: Vec<_> = items(&listed).iter().map(|p| p["slug"].clone()).collect();
+    assert_eq!(slugs, ["other"]);
+    // Inside its scope the token works.
+    let inside = call_as(&app, Some(&scoped), Method::GET, "/v1/projects/other", None).await;
+    assert_eq!(inside, 200);
+    // A nonexistent project is a 404 too: nothing to tell apart.
+    let missing = call_as(&app, Some(&scoped), Method::GET, "/v1/projects/nope", None).await;
+    assert_eq!(missing, 404);
+}
+
+#[actix_rt::test]
+async fn secrets_are_shown_once_and_only_hashes_are_kept() {
+    let app = TestApp::spawn().await;
+    app.project_with_plans("web", &["debian"]).await;
+    let created = app
+        .post(
+            "/v1/tokens",
+            json!({"name": "ci", "role": "builder", "projects": ["web"]}),
+        )
+        .await;
+    assert_eq!(
+        created.location,
+        Some(format!("/v1/tokens/{}", id(&created.body)))
+    );
+    let created = created.expect(201);
+    let secret = created["token"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("snapreg_"));
+    assert_eq!(created["role"], "builder");
+    assert_eq!(
+        created["projects"],
+        json!([app.get("/v1/projects/web").await.expect(200)["id"]])
+    );
+    let hash = {
+        let secret_part = secret.rsplit('_').next().unwrap_or_default();
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            secret_part.as_bytes(),
+        ))
+    };
+    // The builder acts, and its name is the events' actor.
+    let snapshot_status = client(Some(&secret))
+        .post(format!("{}/v1/projects/web/snapshots", app.base))
+        .send_json(&json!({}))
+        .await
+        .expect("request completes")
+        .status();
+    assert_eq!(snapshot_status.as_u16(), 201);
+    let events = app.events_of_project("web").await;
+    assert!(events.iter().all(|e| e["actor"] == "ci"), "{events:?}");
+
+    let listed = app.get("/v1/tokens").await.expect(200);
+    let text = listed.to_string() + &Value::Array(events).to_string();
+    assert!(
+        !text.contains(&secret) && !text.contains(&hash),
+        "a secret or hash leaked"
+    );
+    assert!(items(&listed).iter().all(|t| t.get("token").is_none()));
+    app.post("/v1/tokens", json!({"name": "ci", "role": "reader"}))
+        .await
+        .assert_error(409, "conflict");
+    app.post("/v1/tokens", json!({"name": "x", "role": "root"}))
+        .await
+        .assert_error(400, "bad_request");
+    app.post(
+        "/v1/tokens",
+        json!({"name": "y", "role": "reader", "projects": ["nope"]}),
+    )
+    .await
+    .assert_error(422, "unknown_reference");
+    app.delete("/v1/tokens/nope")
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[actix_rt::test]
+async fn anonymous_reads_when_enabled() {
+    let app = TestApp::spawn_with(|c| c.anonymous_read = true).await;
+    app.project("web").await;
+    assert_eq!(
+        call_as(&app, None, Method::GET, "/v1/projects/web", None).await,
+        200
+    );
+    assert_eq!(
+        call_as(&app, None, Method::HEAD, "/v1/projects/web", None).await,
+        200
+    );
+    let write = call_as(
+        &app,
+        None,
+        Method::POST,
+        "/v1/projects",
+        Some(json!({"slug": "x"})),
+    )
+    .await;
+    assert_eq!(write, 401);
+    let closed = TestApp::spawn().await;
+    assert_eq!(
+        call_as(&closed, None, Method::GET, "/v1/projects", None).await,
+        401
+    );
+}
+
+/// A `snapreg` child process on the test's database.
+fn snapreg(app: &TestApp, args: &[&str], data_dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapreg"));
+    command
+        .args(args)
+        .env("DATABASE_URL", app.config.database_url.connection_string())
+        .env("SNAPREG_DATA_DIR", data_dir)
+        .env_remove("SNAPREG_ADMIN_TOKEN");
+    command
+}
+
+#[actix_rt::test]
+async fn the_cli_manages_tokens() {
+    let app = TestApp::spawn().await;
+    app.project("web").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let created = snapreg(
+        &app,
+        &[
+            "token",
+            "create",
+            "--name",
+            "deploy",
+            "--role",
+            "maintainer",
+            "--project",
+            "web",
+        ],
+        dir.path(),
+    )
+    .output()
+    .expect("snapreg token create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let secret = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert_eq!(
+        call_as(&app, Some(&secret), Method::GET, "/v1/projects/web", None).await,
+        200
+    );
+    assert_eq!(
+        call_as(
+            &app,
+            Some(&secret),
+            Method::DELETE,
+            "/v1/projects/web/current",
+            None
+        )
+        .await,
+        204
+    );
+
+    let listed = snapreg(&app, &["token", "list"], dir.path())
+        .output()
+        .expect("snapreg token list");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("deploy") && listed.contains("maintainer"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&secret[secret.len() - 64..]),
+        "list shows no secret"
+    );
+
+    let revoked = snapreg(&app, &["token", "revoke", "deploy"], dir.path())
+        .output()
+        .expect("revoke");
+    assert!(revoked.status.success());
+    // The service trusts a verified token for a few seconds (README).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while call_as(&app, Some(&secret), Method::GET, "/v1/projects/web", None).await != 401 {
+        assert!(Instant::now() < deadline, "the revoked token still works");
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn the_first_serve_bootstraps_an_admin_token_file() {
+    let app = TestApp::spawn().await; // runs with SNAPREG_ADMIN_TOKEN, so no token exists
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = snapreg(&app, &["serve", "--bind", "127.0.0.1:0"], dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("snapreg serve");
+    let file = dir.path().join("admin-token");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !file.exists()
+        || std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    {
+        assert!(Instant::now() < deadline, "no admin-token file");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("serve output");
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let secret = std::fs::read_to_string(&file)
+        .expect("token")
+        .trim()
+        .to_owned();
+    assert!(
+        log.contains(&file.display().to_string()),
+        "the log says where: {log}"
+    );
+    assert!(!log.contains(&secret), "the log never shows the token");
+    let hash_part = secret.rsplit('_').next().unwrap_or_default();
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(hash_part.as_bytes()));
+    assert!(!log.contains(&hash));
+    // The bootstrap token is an admin token of the shared database.
+    assert_eq!(
+        call_as(&app, Some(&secret), Method::GET, "/v1/tokens", None).await,
+        200
+    );
+}
