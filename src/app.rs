@@ -1,8 +1,9 @@
 //! Builds the whole service: used by `snapreg serve` and by the tests, which
 //! start the real thing on port 0.
 
-use crate::api::{self, auth, errors, AppState};
+use crate::api::{self, auth, errors, observe, AppState};
 use crate::auth::Role;
+use crate::background::Background;
 use crate::blobs::{BlobStore, FsStore};
 use crate::config::Config;
 use crate::db::{self, DatabaseUrl, SetupError};
@@ -10,7 +11,6 @@ use crate::registry::gc::{collect_garbage, GcSettings};
 use crate::registry::leases::reclaim_expired;
 use crate::registry::tokens::{self, NewToken};
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::Logger;
 use actix_web::{middleware, web, App, HttpServer};
 use std::net::TcpListener;
 use std::path::Path;
@@ -65,34 +65,27 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn BlobStore>, StartError> {
     Ok(Arc::new(store))
 }
 
-/// Collects garbage every `interval` on a thread of its own.
-fn spawn_gc_loop(state: web::Data<AppState>, interval: Duration, grace: Duration) {
-    let settings = GcSettings {
-        grace,
-        upload_expiry: state.upload_expiry,
-    };
-    std::thread::spawn(move || loop {
-        std::thread::sleep(interval);
-        let result = state
-            .pool
-            .get()
-            .map_err(crate::error::Error::from)
-            .and_then(|mut conn| collect_garbage(&mut conn, state.store.as_ref(), &settings));
-        match result {
-            Ok(report) => {
-                for id in &report.uploads_expired {
-                    state.hashes.forget(id);
-                }
-                log::info!(
-                    "gc: {} blob(s) deleted, {} upload(s) expired, {} temporary file(s) removed",
-                    report.blobs_deleted,
-                    report.uploads_expired.len(),
-                    report.temp_files_removed
-                );
+/// One garbage collection round of `serve`.
+fn collect(state: &AppState, settings: &GcSettings) {
+    let result = state
+        .pool
+        .get()
+        .map_err(crate::error::Error::from)
+        .and_then(|mut conn| collect_garbage(&mut conn, state.store.as_ref(), settings));
+    match result {
+        Ok(report) => {
+            for id in &report.uploads_expired {
+                state.hashes.forget(id);
             }
-            Err(e) => log::error!("gc failed: {e:?}"),
+            log::info!(
+                "gc: {} blob(s) deleted, {} upload(s) expired, {} temporary file(s) removed",
+                report.blobs_deleted,
+                report.uploads_expired.len(),
+                report.temp_files_removed
+            );
         }
-    });
+        Err(e) => log::error!("gc failed: {e:?}"),
+    }
 }
 
 /// Without `SNAPREG_ADMIN_TOKEN` and with no token at all, nobody could
@@ -145,31 +138,29 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Fails pending images whose lease expired, every `interval`.
-fn spawn_watchdog(state: web::Data<AppState>, interval: Duration) {
-    std::thread::spawn(move || loop {
-        std::thread::sleep(interval);
-        let result = state
-            .pool
-            .get()
-            .map_err(crate::error::Error::from)
-            .and_then(|mut conn| reclaim_expired(&mut conn, state.lease_timeout));
-        match result {
-            Ok(reclaimed) if !reclaimed.is_empty() => {
-                log::warn!(
-                    "watchdog: lease expired, failed image(s) {}",
-                    reclaimed.join(", ")
-                )
-            }
-            Ok(_) => {}
-            Err(e) => log::error!("watchdog failed: {e:?}"),
+/// One watchdog round: fails pending images whose lease expired.
+fn watch(state: &AppState) {
+    let result = state
+        .pool
+        .get()
+        .map_err(crate::error::Error::from)
+        .and_then(|mut conn| reclaim_expired(&mut conn, state.lease_timeout));
+    match result {
+        Ok(reclaimed) if !reclaimed.is_empty() => {
+            log::warn!(
+                "watchdog: lease expired, failed image(s) {}",
+                reclaimed.join(", ")
+            )
         }
-    });
+        Ok(_) => {}
+        Err(e) => log::error!("watchdog failed: {e:?}"),
+    }
 }
 
 pub struct Application {
     server: Server,
     port: u16,
+    background: Background,
 }
 
 impl Application {
@@ -197,15 +188,25 @@ impl Application {
             admin_token: config.admin_token.clone(),
             anonymous_read: config.anonymous_read,
             tokens: Default::default(),
+            metrics_open: config.metrics_open,
         });
         if config.admin_token.is_none() {
             bootstrap_admin(&state, &config.data_dir)?;
         }
+        let mut background = Background::default();
         if let Some(interval) = config.gc_interval {
-            spawn_gc_loop(state.clone(), interval, config.gc_grace);
+            let (state, settings) = (
+                state.clone(),
+                GcSettings {
+                    grace: config.gc_grace,
+                    upload_expiry: config.upload_expiry,
+                },
+            );
+            background.every("gc", interval, move || collect(&state, &settings));
         }
         if let Some(interval) = config.watchdog_interval {
-            spawn_watchdog(state.clone(), interval);
+            let state = state.clone();
+            background.every("watchdog", interval, move || watch(&state));
         }
         let server = HttpServer::new(move || {
             App::new()
@@ -217,14 +218,21 @@ impl Application {
                 )
                 .app_data(web::QueryConfig::default().error_handler(errors::query_error))
                 .wrap(middleware::from_fn(auth::authenticate))
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap(middleware::from_fn(observe::observe))
                 .configure(api::routes)
                 .default_service(web::to(errors::route_not_found))
         })
+        // Signals are ours (`run_until_signalled`): actix would stop at once on SIGINT.
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
         .listen(listener)
         .map_err(bind_error)?
         .run();
-        Ok(Application { server, port })
+        Ok(Application {
+            server,
+            port,
+            background,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -235,7 +243,46 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until the server is stopped (`handle().stop(…)`), then stops
+    /// the background loops.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let background = self.background;
+        let _ = actix_web::rt::task::spawn_blocking(move || background.stop()).await;
+        served
     }
+
+    /// `run`, stopping gracefully on SIGTERM or SIGINT: no new connections,
+    /// requests in flight finish (up to the shutdown timeout), background
+    /// loops finish their round.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let handle = self.handle();
+        actix_web::rt::spawn(async move {
+            let signal = wait_for_stop_signal().await;
+            log::info!("{signal}: stopping gracefully");
+            handle.stop(true).await;
+        });
+        self.run().await
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_stop_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }

@@ -63,6 +63,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SNAPREG_ANONYMOUS_READ", default_value_t = false)]
     pub anonymous_read: bool,
 
+    /// `/metrics` without a token (otherwise it needs a reader token).
+    #[arg(long, env = "SNAPREG_METRICS_OPEN", default_value_t = false)]
+    pub metrics_open: bool,
+
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
+    #[arg(long, env = "SNAPREG_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// How often `serve` collects garbage (0s turns the loop off).
     #[arg(long, env = "SNAPREG_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub gc_interval: Duration,
@@ -83,6 +91,8 @@ pub struct Config {
     pub watchdog_interval: Option<Duration>,
     pub admin_token: Option<String>,
     pub anonymous_read: bool,
+    pub metrics_open: bool,
+    pub shutdown_timeout: Duration,
 }
 
 impl Config {
@@ -100,6 +110,8 @@ impl Config {
             watchdog_interval: Some(Duration::from_secs(30)),
             admin_token: None,
             anonymous_read: false,
+            metrics_open: false,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 
@@ -132,6 +144,8 @@ impl From<ServeArgs> for Config {
             watchdog_interval: Some(args.watchdog_interval).filter(|i| !i.is_zero()),
             admin_token: args.admin_token.filter(|t| !t.is_empty()),
             anonymous_read: args.anonymous_read,
+            metrics_open: args.metrics_open,
+            shutdown_timeout: args.shutdown_timeout,
         }
     }
 }

@@ -6,10 +6,13 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod blobs;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod input;
+pub mod logging;
+pub mod metrics;
 pub mod registry;
 pub mod status;

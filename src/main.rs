@@ -75,7 +75,7 @@ fn parse_role(text: &str) -> Result<Role, String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    snapreg::logging::init();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(args.into()),
         Command::Migrate(args) => migrate(&args),
@@ -100,7 +100,9 @@ fn serve(config: Config) -> Result<(), String> {
             app.port(),
             describe(&config.database_url)
         );
-        app.run().await.map_err(|e| format!("server failed: {e}"))
+        app.run_until_signalled()
+            .await
+            .map_err(|e| format!("server failed: {e}"))
     })
 }
 

@@ -113,6 +113,14 @@ pub async fn authenticate(
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| Error::Internal("no application state".into()))?;
+    if req.path() == "/metrics" && state.metrics_open {
+        req.extensions_mut().insert(Principal {
+            name: "anonymous".to_owned(),
+            role: Role::Reader,
+            projects: None,
+        });
+        return next.call(req).await;
+    }
     let principal = match bearer(&req) {
         Some(token) => principal_for(&state, token).await?,
         None if state.anonymous_read && is_read(req.method()) => Principal {

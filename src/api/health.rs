@@ -18,3 +18,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => crate::error::Error::Unavailable(e.to_string()).error_response(),
     }
 }
+
+/// Prometheus text format; needs a reader token unless `SNAPREG_METRICS_OPEN`.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let pool = state.pool.state();
+    let idle = i64::from(pool.idle_connections);
+    let gauge = &crate::metrics::METRICS.db_connections;
+    gauge
+        .with_label_values(&["in_use"])
+        .set(i64::from(pool.connections) - idle);
+    gauge.with_label_values(&["idle"]).set(idle);
+    match crate::metrics::render() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(e) => crate::error::Error::Internal(format!("metrics: {e}")).error_response(),
+    }
+}

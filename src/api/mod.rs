@@ -11,6 +11,7 @@ pub mod events;
 pub mod health;
 pub mod images;
 pub mod leases;
+pub mod observe;
 pub mod plans;
 pub mod projects;
 pub mod snapshots;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     pub anonymous_read: bool,
     pub tokens: auth::TokenCache,
+    /// `/metrics` without a token.
+    pub metrics_open: bool,
 }
 
 impl AppState {
@@ -63,9 +66,12 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        let request_id = crate::logging::current_request_id();
         web::block(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            crate::logging::on_thread(request_id, || {
+                let mut conn = pool.get()?;
+                f(&mut conn)
+            })
         })
         .await
         .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
@@ -130,6 +136,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint("/healthz", M::GET, Open, health::healthz),
         endpoint("/readyz", M::GET, Open, health::readyz),
         endpoint("/openapi.yaml", M::GET, Open, spec::document),
+        endpoint("/metrics", M::GET, R(Reader), health::metrics),
         endpoint("/v1/tokens", M::POST, Unscoped(Admin), tokens::create),
         endpoint("/v1/tokens", M::GET, Unscoped(Admin), tokens::list),
         endpoint(

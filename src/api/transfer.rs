@@ -5,6 +5,7 @@
 
 use crate::blobs::BlobFile;
 use crate::error::{Error, Result};
+use crate::metrics::METRICS;
 use actix_web::rt::task::spawn_blocking;
 use actix_web::web::{self, Bytes};
 use futures_util::{Stream, StreamExt};
@@ -94,6 +95,10 @@ pub async fn receive(
     }
     let (file, length) =
         written.map_err(|e| Error::Internal(format!("writing to the blob store: {e}")))?;
+    METRICS
+        .artifact_bytes
+        .with_label_values(&["in"])
+        .inc_by(length);
     Ok(Received {
         file,
         hasher,
@@ -119,6 +124,10 @@ pub fn send(
                 Ok(n) => {
                     buffer.truncate(n);
                     left -= n as u64;
+                    METRICS
+                        .artifact_bytes
+                        .with_label_values(&["out"])
+                        .inc_by(n as u64);
                     Ok(Bytes::from(buffer))
                 }
                 Err(e) => Err(e),

@@ -7,6 +7,7 @@ use crate::db::rows::{EventRow, ImageRow, SnapshotRow};
 use crate::db::schema::events;
 use crate::db::DbConn;
 use crate::error::Result;
+use crate::metrics::METRICS;
 use crate::status::Status;
 use diesel::prelude::*;
 
@@ -107,6 +108,17 @@ impl Change<'_> {
 
 pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
     for event in events {
+        let kind = match event.kind.as_str() {
+            SNAPSHOT_STATUS => Some("snapshot"),
+            IMAGE_STATUS => Some("image"),
+            _ => None,
+        };
+        if let (Some(kind), Some(to)) = (kind, &event.to_value) {
+            METRICS
+                .status_transitions
+                .with_label_values(&[kind, to.as_str()])
+                .inc();
+        }
         diesel::insert_into(events::table)
             .values(event)
             .execute(conn)?;

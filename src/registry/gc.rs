@@ -10,6 +10,7 @@ use crate::db::rows::BlobRow;
 use crate::db::schema::{blobs, images, uploads};
 use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
+use crate::metrics::METRICS;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use std::collections::HashSet;
@@ -56,6 +57,16 @@ pub fn collect_garbage(
         }
     }
     forget_missing_blobs(conn, store)?;
+    let deleted = &METRICS.gc_deletions;
+    deleted
+        .with_label_values(&["blob"])
+        .inc_by(report.blobs_deleted as u64);
+    deleted
+        .with_label_values(&["upload"])
+        .inc_by(report.uploads_expired.len() as u64);
+    deleted
+        .with_label_values(&["temp_file"])
+        .inc_by(report.temp_files_removed as u64);
     Ok(report)
 }
 

@@ -12,6 +12,7 @@ use crate::db::rows::ImageRow;
 use crate::db::schema::images;
 use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
+use crate::metrics::METRICS;
 use crate::status::Status;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -101,6 +102,7 @@ pub fn reclaim_expired(conn: &mut DbConn, timeout: Duration) -> Result<Vec<Strin
             Ok::<_, Error>(true)
         })?;
         if done {
+            METRICS.watchdog_reclaims.inc();
             reclaimed.push(image_id);
         }
     }

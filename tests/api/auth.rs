@@ -37,6 +37,7 @@ async fn call_as(
 
 /// The role each endpoint needs (`unscoped`: and no project limit).
 const MATRIX: &[(&str, &str, &str)] = &[
+    ("GET", "/metrics", "reader"),
     ("GET", "/v1/projects", "reader"),
     ("POST", "/v1/projects", "admin unscoped"),
     ("GET", "/v1/projects/{project}", "reader"),

@@ -9,6 +9,7 @@ mod events;
 mod housekeeping;
 mod images;
 mod leases;
+mod operability;
 mod plans;
 mod projects;
 mod races;
