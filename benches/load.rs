@@ -1,0 +1,605 @@
+//! Load benchmark: `cargo bench --bench load [-- --seconds N] [-- --postgres URL]`.
+//!
+//! Starts snapreg on SQLite (or on a fresh database of the PostgreSQL server
+//! at URL), seeds 100 projects × 4 plans × 50 active snapshots, and drives
+//! real HTTP load with many concurrent connections at: the scheduler's read
+//! path, image status changes by concurrent builders, snapshot creation. In
+//! the same run it measures the ceilings those are compared with: a bare
+//! actix-web + diesel route that reads one row by primary key from the same
+//! database, and the raw transaction rate of an image status change (the
+//! registry function, no HTTP) — or, on PostgreSQL, pgbench with the same
+//! SQL at 32 clients. Prints requests/s, p50, p99 and ratios.
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use diesel::prelude::*;
+use snapreg::app::Application;
+use snapreg::config::Config;
+use snapreg::db::rows::{PlanStatus, ProjectRow};
+use snapreg::db::schema::projects;
+use snapreg::db::{DatabaseUrl, DbPool};
+use snapreg::input::Slug;
+use snapreg::registry::images::set_image_status;
+use snapreg::registry::plans::{create_plan, NewPlan};
+use snapreg::registry::projects::{create_project, NewProject};
+use snapreg::registry::snapshots::{create_snapshot, NewSnapshot};
+use snapreg::registry::{current, Actor};
+use snapreg::status::Status;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+type Failure = Box<dyn std::error::Error>;
+
+const PROJECTS: usize = 100;
+const PLANS: usize = 4;
+const SNAPSHOTS: usize = 50;
+const CONNECTIONS: usize = 64;
+const TOKEN: &str = "bench-admin-token-0123456789abcdef";
+
+struct Args {
+    seconds: u64,
+    postgres: Option<String>,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        seconds: 5,
+        postgres: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seconds" => args.seconds = it.next().and_then(|s| s.parse().ok()).unwrap_or(5),
+            "--postgres" => args.postgres = it.next(),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    args
+}
+
+fn main() -> Result<(), Failure> {
+    let args = args();
+    let dir = tempfile::tempdir()?;
+    let (url, pg_name) = match &args.postgres {
+        Some(admin) => {
+            let name = format!("snapreg_bench_{}", uuid::Uuid::now_v7().simple());
+            let mut conn = diesel::PgConnection::establish(admin)?;
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            (DatabaseUrl::Postgres(format!("{base}/{name}")), Some(name))
+        }
+        None => (DatabaseUrl::Sqlite(dir.path().join("snapreg.db")), None),
+    };
+    let backend = if pg_name.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let pool = snapreg::db::connect(&url, 32)?;
+
+    let started = Instant::now();
+    let seed = seed(&pool)?;
+    eprintln!(
+        "seeded {} projects, {} snapshots, {} pending images in {:.1}s",
+        PROJECTS,
+        PROJECTS * SNAPSHOTS,
+        seed.pending.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut config = Config::new("127.0.0.1:0", url.clone(), dir.path().to_path_buf());
+    config.admin_token = Some(TOKEN.to_owned());
+    config.gc_interval = None;
+    config.watchdog_interval = None;
+    let service = serve(move || Application::build(&config).map_err(|e| e.to_string()))?;
+    let bare = serve_bare(pool.clone())?;
+    let seconds = Duration::from_secs(args.seconds);
+    let pick = |i: usize| i.wrapping_mul(2654435761) % PROJECTS;
+
+    let mut rows = Vec::new();
+    let ceiling = drive(bare, seconds, |i| {
+        Request::get(format!("/bare/{}", seed.project_ids[pick(i)]))
+    });
+    rows.push((
+        "bare single-row read (ceiling)".to_owned(),
+        ceiling.clone(),
+        None,
+    ));
+    let image = drive(service, seconds, |i| {
+        let p = pick(i);
+        Request::get(format!("/v1/projects/p{p}/plans/plan{}/image", i % PLANS))
+    });
+    rows.push((
+        "GET …/plans/{plan}/image".into(),
+        image,
+        Some((&ceiling, 0.85)),
+    ));
+    let current = drive(service, seconds, |i| {
+        Request::get(format!("/v1/projects/p{}/current", pick(i)))
+    });
+    rows.push(("GET …/current".into(), current, Some((&ceiling, 0.85))));
+
+    // Builders: every request flips a different pending image to active.
+    let (half, rest) = seed.pending.split_at(seed.pending.len() / 2);
+    let next = AtomicUsize::new(0);
+    let patch = drive(service, seconds, |_| {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        match half.get(n) {
+            Some(id) => Request::patch(format!("/v1/images/{id}"), r#"{"status":"active"}"#),
+            None => Request::get("/healthz".to_owned()),
+        }
+    });
+    let raw = match &args.postgres {
+        None => raw_transactions(&pool, rest, seconds)?,
+        Some(_) => pgbench(&url, rest, seconds)?,
+    };
+    let raw_label = match &args.postgres {
+        None => "raw image status change, no HTTP (ceiling)",
+        Some(_) => "pgbench, same SQL, 32 clients (ceiling)",
+    };
+    let write_ceiling = match &args.postgres {
+        None if raw.rate() < ceiling.rate() => raw.clone(),
+        None => ceiling.clone(),
+        Some(_) => raw.clone(),
+    };
+    let write_target = if args.postgres.is_some() { 0.70 } else { 0.50 };
+    rows.push((raw_label.into(), raw, None));
+    rows.push((
+        "PATCH /v1/images/{id} (builders)".into(),
+        patch,
+        Some((&write_ceiling, write_target)),
+    ));
+    let create = drive(service, seconds, |i| {
+        Request::post(format!("/v1/projects/p{}/snapshots", pick(i)), "{}")
+    });
+    rows.push(("POST …/snapshots".into(), create, None));
+
+    println!(
+        "\n{backend}, {} connections, {}s per scenario, {} cores",
+        CONNECTIONS,
+        args.seconds,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("| scenario | requests/s | p50 ms | p99 ms | errors | vs ceiling | target |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, stats, against) in &rows {
+        let (ratio, target) = match against {
+            Some((ceiling, target)) => (
+                format!("{:.0}%", 100.0 * stats.rate() / ceiling.rate()),
+                format!("≥ {:.0}%", target * 100.0),
+            ),
+            None => ("".into(), "".into()),
+        };
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {} | {ratio} | {target} |",
+            stats.rate(),
+            stats.percentile(0.50),
+            stats.percentile(0.99),
+            stats.errors
+        );
+    }
+    if let (Some(admin), Some(name)) = (&args.postgres, pg_name) {
+        drop(pool);
+        let mut conn = diesel::PgConnection::establish(admin)?;
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)?;
+    }
+    Ok(())
+}
+
+struct Seed {
+    project_ids: Vec<String>,
+    /// Images of pending snapshots, for the builders to flip.
+    pending: Vec<String>,
+}
+
+fn seed(pool: &DbPool) -> Result<Seed, Failure> {
+    let actor = Actor(Some("bench".into()));
+    let project_ids = Mutex::new(Vec::new());
+    let pending = Mutex::new(Vec::new());
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for worker in 0..8 {
+            let (actor, project_ids, pending, failure) = (&actor, &project_ids, &pending, &failure);
+            scope.spawn(move || {
+                let result = (|| -> snapreg::error::Result<()> {
+                    let mut conn = pool.get()?;
+                    for p in (worker..PROJECTS).step_by(8) {
+                        let slug = Slug::parse(&format!("p{p}"))
+                            .map_err(snapreg::error::Error::BadRequest)?;
+                        let project = create_project(
+                            &mut conn,
+                            actor,
+                            NewProject {
+                                slug,
+                                name: None,
+                                auto_promote: false,
+                            },
+                        )?;
+                        for plan in 0..PLANS {
+                            let slug = Slug::parse(&format!("plan{plan}"))
+                                .map_err(snapreg::error::Error::BadRequest)?;
+                            create_plan(
+                                &mut conn,
+                                actor,
+                                &project.id,
+                                NewPlan {
+                                    slug,
+                                    name: None,
+                                    status: PlanStatus::Active,
+                                    snapshot_plan: None,
+                                    snapshot_allowed: true,
+                                },
+                            )?;
+                        }
+                        let mut last = None;
+                        for _ in 0..SNAPSHOTS {
+                            let view = create_snapshot(
+                                &mut conn,
+                                actor,
+                                &project.id,
+                                NewSnapshot {
+                                    source: None,
+                                    build_id: None,
+                                    plans: None,
+                                    status: Status::Pending,
+                                },
+                            )?;
+                            for image in &view.images {
+                                set_image_status(&mut conn, actor, &image.id, Status::Active)?;
+                            }
+                            last = Some(view.snapshot.id);
+                        }
+                        if let Some(last) = last {
+                            current::set_current(&mut conn, actor, &project.id, &last)?;
+                        }
+                        // Pending snapshots whose images the builders will activate.
+                        for _ in 0..60 {
+                            let view = create_snapshot(
+                                &mut conn,
+                                actor,
+                                &project.id,
+                                NewSnapshot {
+                                    source: None,
+                                    build_id: None,
+                                    plans: None,
+                                    status: Status::Pending,
+                                },
+                            )?;
+                            if let Ok(mut pending) = pending.lock() {
+                                pending.extend(view.images.into_iter().map(|i| i.id));
+                            }
+                        }
+                        if let Ok(mut ids) = project_ids.lock() {
+                            ids.push((p, project.id));
+                        }
+                    }
+                    Ok(())
+                })();
+                if let (Err(e), Ok(mut slot)) = (result, failure.lock()) {
+                    *slot = Some(format!("{e:?}"));
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().ok().flatten() {
+        return Err(e.into());
+    }
+    let mut ids = project_ids.into_inner().map_err(|e| e.to_string())?;
+    ids.sort();
+    let mut pending = pending.into_inner().map_err(|e| e.to_string())?;
+    // Interleave snapshots of different projects, as real builders would.
+    pending.sort_by_key(|id| id.chars().rev().collect::<String>());
+    Ok(Seed {
+        project_ids: ids.into_iter().map(|(_, id)| id).collect(),
+        pending,
+    })
+}
+
+/// Runs a server built by `build` on its own actix system; returns its port.
+fn serve(
+    build: impl FnOnce() -> Result<Application, String> + Send + 'static,
+) -> Result<u16, Failure> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            match build() {
+                Ok(app) => {
+                    let _ = sender.send(Ok(app.port()));
+                    let _ = app.run().await;
+                }
+                Err(e) => {
+                    let _ = sender.send(Err(e));
+                }
+            }
+        })
+    });
+    Ok(receiver.recv()??)
+}
+
+/// The ceiling: one row by primary key, the same stack, nothing else.
+fn serve_bare(pool: DbPool) -> Result<u16, Failure> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                App::new().app_data(web::Data::new(pool.clone())).route(
+                    "/bare/{id}",
+                    web::get().to(
+                        |pool: web::Data<DbPool>, id: web::Path<String>| async move {
+                            let id = id.into_inner();
+                            let row = web::block(move || -> Result<ProjectRow, String> {
+                                let mut conn = pool.get().map_err(|e| e.to_string())?;
+                                projects::table
+                                    .find(id)
+                                    .select(ProjectRow::as_select())
+                                    .first(&mut conn)
+                                    .map_err(|e| e.to_string())
+                            })
+                            .await;
+                            match row {
+                                Ok(Ok(row)) => HttpResponse::Ok().json(serde_json::json!({
+                                    "id": row.id, "slug": row.slug, "name": row.name,
+                                    "auto_promote": row.auto_promote,
+                                    "current_snapshot_id": row.current_snapshot_id,
+                                })),
+                                _ => HttpResponse::InternalServerError().finish(),
+                            }
+                        },
+                    ),
+                )
+            })
+            .bind("127.0.0.1:0");
+            match server {
+                Ok(server) => {
+                    let port = server.addrs().first().map_or(0, |a| a.port());
+                    let _ = sender.send(port);
+                    let _ = server.run().await;
+                }
+                Err(_) => {
+                    let _ = sender.send(0);
+                }
+            }
+        })
+    });
+    let port = receiver.recv()?;
+    if port == 0 {
+        return Err("the bare server did not start".into());
+    }
+    Ok(port)
+}
+
+struct Request {
+    method: awc::http::Method,
+    path: String,
+    body: Option<&'static str>,
+}
+
+impl Request {
+    fn get(path: String) -> Request {
+        Request {
+            method: awc::http::Method::GET,
+            path,
+            body: None,
+        }
+    }
+    fn patch(path: String, body: &'static str) -> Request {
+        Request {
+            method: awc::http::Method::PATCH,
+            path,
+            body: Some(body),
+        }
+    }
+    fn post(path: String, body: &'static str) -> Request {
+        Request {
+            method: awc::http::Method::POST,
+            path,
+            body: Some(body),
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Stats {
+    latencies_us: Vec<u32>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    fn percentile(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+}
+
+/// `CONNECTIONS` clients on two threads send `request(i)` for `duration`.
+fn drive(port: u16, duration: Duration, request: impl Fn(usize) -> Request + Sync) -> Stats {
+    let counter = AtomicUsize::new(0);
+    let results = Mutex::new(Stats::default());
+    let started = Instant::now();
+    let deadline = started + duration;
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let (request, counter, results) = (&request, &counter, &results);
+            scope.spawn(move || {
+                actix_rt::System::new().block_on(async move {
+                    let client = awc::Client::builder()
+                        .connector(awc::Connector::new().limit(CONNECTIONS))
+                        .timeout(Duration::from_secs(30))
+                        .add_default_header(("authorization", format!("Bearer {TOKEN}")))
+                        .finish();
+                    let workers = (0..CONNECTIONS / 2).map(|_| {
+                        let client = client.clone();
+                        async move {
+                            let mut local = Stats::default();
+                            while Instant::now() < deadline {
+                                let Request { method, path, body } =
+                                    request(counter.fetch_add(1, Ordering::Relaxed));
+                                let sent = Instant::now();
+                                let call = client
+                                    .request(method, format!("http://127.0.0.1:{port}{path}"))
+                                    .insert_header(("content-type", "application/json"));
+                                let response = match body {
+                                    Some(body) => call.send_body(body).await,
+                                    None => call.send().await,
+                                };
+                                let ok = match response {
+                                    Ok(mut response) => {
+                                        let fine = response.status().is_success();
+                                        fine && response.body().await.is_ok()
+                                    }
+                                    Err(_) => false,
+                                };
+                                if ok {
+                                    local.latencies_us.push(
+                                        sent.elapsed().as_micros().min(u32::MAX as u128) as u32,
+                                    );
+                                } else {
+                                    local.errors += 1;
+                                }
+                            }
+                            local
+                        }
+                    });
+                    let all = futures::future::join_all(workers).await;
+                    if let Ok(mut results) = results.lock() {
+                        for local in all {
+                            results.latencies_us.extend(local.latencies_us);
+                            results.errors += local.errors;
+                        }
+                    }
+                })
+            });
+        }
+    });
+    let mut stats = results.into_inner().unwrap_or_default();
+    stats.elapsed = started.elapsed();
+    stats.latencies_us.sort_unstable();
+    stats
+}
+
+/// The registry's image status change, straight on the database from as
+/// many threads as the service has workers in flight.
+fn raw_transactions(
+    pool: &DbPool,
+    images: &[String],
+    duration: Duration,
+) -> Result<Stats, Failure> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Stats::default());
+    let started = Instant::now();
+    let deadline = started + duration;
+    std::thread::scope(|scope| {
+        for _ in 0..16 {
+            let (next, results) = (&next, &results);
+            scope.spawn(move || {
+                let actor = Actor(Some("bench".into()));
+                let Ok(mut conn) = pool.get() else { return };
+                let mut local = Stats::default();
+                while Instant::now() < deadline {
+                    let Some(id) = images.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let sent = Instant::now();
+                    match set_image_status(&mut conn, &actor, id, Status::Active) {
+                        Ok(_) => local.latencies_us.push(sent.elapsed().as_micros() as u32),
+                        Err(_) => local.errors += 1,
+                    }
+                }
+                if let Ok(mut results) = results.lock() {
+                    results.latencies_us.extend(local.latencies_us);
+                    results.errors += local.errors;
+                }
+            });
+        }
+    });
+    let mut stats = results.into_inner().unwrap_or_default();
+    stats.elapsed = started.elapsed();
+    stats.latencies_us.sort_unstable();
+    Ok(stats)
+}
+
+/// pgbench at 32 clients running the SQL of an image status change: lock
+/// the snapshot, read the image, update it, record the event, read the
+/// snapshot's image statuses for the aggregate.
+fn pgbench(url: &DatabaseUrl, images: &[String], duration: Duration) -> Result<Stats, Failure> {
+    let url = url.connection_string();
+    let mut conn = diesel::PgConnection::establish(&url)?;
+    diesel::sql_query(
+        "CREATE TABLE bench_images (n SERIAL PRIMARY KEY, image_id TEXT, snapshot_id TEXT)",
+    )
+    .execute(&mut conn)?;
+    diesel::sql_query(
+        "INSERT INTO bench_images (image_id, snapshot_id) SELECT id, snapshot_id FROM images WHERE status = 'pending'",
+    )
+    .execute(&mut conn)?;
+    let count = images.len().max(1);
+    let script = format!(
+        r#"\set n random(1, {count})
+BEGIN;
+SELECT image_id, snapshot_id FROM bench_images WHERE n = :n \gset
+SELECT id, project_id, status FROM snapshots WHERE id = :'snapshot_id' FOR NO KEY UPDATE;
+SELECT id, snapshot_id, project_id, plan_id, status FROM images WHERE id = :'image_id';
+UPDATE images SET status = 'active', updated_at = now() WHERE id = :'image_id';
+INSERT INTO events (id, at, kind, project_id, snapshot_id, image_id, from_value, to_value, reason, actor)
+  SELECT gen_random_uuid()::text, now(), 'image.status', project_id, snapshot_id, id, 'pending', 'active', 'requested', 'bench' FROM images WHERE id = :'image_id';
+SELECT status FROM images WHERE snapshot_id = :'snapshot_id';
+COMMIT;
+"#
+    );
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), script)?;
+    let output = std::process::Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            "32",
+            "-j",
+            "2",
+            "-T",
+            &duration.as_secs().to_string(),
+            "-f",
+        ])
+        .arg(file.path())
+        .arg(&url)
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let tps: f64 = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or("no tps in pgbench's output")?;
+    let latency_ms: f64 = text
+        .lines()
+        .find(|l| l.starts_with("latency average = "))
+        .and_then(|l| {
+            l.trim_start_matches("latency average = ")
+                .split_whitespace()
+                .next()
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    // pgbench reports a rate and a mean: keep them as a one-value distribution.
+    let total = (tps * duration.as_secs_f64()) as usize;
+    Ok(Stats {
+        latencies_us: vec![(latency_ms * 1000.0) as u32; total.max(1)],
+        errors: 0,
+        elapsed: duration,
+    })
+}
