@@ -17,6 +17,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::future::{ready, Ready};
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -136,7 +137,7 @@ pub async fn authenticate(
 
 /// Per resource: the project scope (404) and the role (403) its routes need.
 pub async fn authorize(
-    needs: HashMap<Method, Needs>,
+    needs: Rc<HashMap<Method, Needs>>,
     addressed: Option<(Addressed, &'static str)>,
     req: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -35,6 +35,7 @@ use actix_web::{
 use auth::Needs;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -321,10 +322,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         }
         allow.sort();
         let allow = allow.join(", ");
-        let needs: HashMap<Method, Needs> = endpoints
-            .iter()
-            .map(|e| (e.method.clone(), e.needs))
-            .collect();
+        // Shared by the worker's requests, not copied for each.
+        let needs: Rc<HashMap<Method, Needs>> = Rc::new(
+            endpoints
+                .iter()
+                .map(|e| (e.method.clone(), e.needs))
+                .collect(),
+        );
         let target = addressed(path);
         let resource = endpoints
             .into_iter()

@@ -5,6 +5,7 @@ use super::snapshots::{self, SnapshotView};
 use super::{events, lookup, Actor, Change};
 use crate::db::rows::{ProjectRow, SnapshotRow};
 use crate::db::schema::{projects, snapshots as snapshot_rows};
+use crate::db::Unique;
 use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::input::parse_id;
@@ -80,8 +81,7 @@ pub fn on_left_active(conn: &mut DbConn, change: &Change, snapshot: &SnapshotRow
             snapshot_rows::id.desc(),
         ))
         .select(snapshot_rows::id)
-        .first(conn)
-        .optional()?;
+        .unique(conn)?;
     move_pointer(conn, change, &project, fallback.as_deref(), FALLBACK)
 }
 

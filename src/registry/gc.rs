@@ -8,6 +8,7 @@ use super::uploads::idle_cutoff;
 use crate::blobs::{BlobStore, Digest};
 use crate::db::rows::BlobRow;
 use crate::db::schema::{blobs, images, uploads};
+use crate::db::Unique;
 use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::metrics::METRICS;
@@ -153,12 +154,8 @@ fn insert_blob_row(conn: &mut DbConn, digest: &str, last_used_at: NaiveDateTime)
 fn lock_blob(conn: &mut DbConn, digest: &str) -> Result<Option<BlobRow>> {
     let query = blobs::table.find(digest);
     Ok(match conn {
-        DbConn::Pg(c) => query
-            .select(BlobRow::as_select())
-            .for_update()
-            .first(c)
-            .optional()?,
-        DbConn::Sqlite(c) => query.select(BlobRow::as_select()).first(c).optional()?,
+        DbConn::Pg(c) => query.select(BlobRow::as_select()).for_update().unique(c)?,
+        DbConn::Sqlite(c) => query.select(BlobRow::as_select()).unique(c)?,
     })
 }
 

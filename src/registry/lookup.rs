@@ -6,6 +6,7 @@
 use crate::db::rows::{ImageRow, PlanRow, ProjectRow, SnapshotRow};
 use crate::db::schema::{images, plans, projects, snapshots};
 use crate::db::DbConn;
+use crate::db::Unique;
 use crate::error::{Error, Result};
 use crate::input::{parse_id, Ref};
 use diesel::prelude::*;
@@ -30,8 +31,7 @@ pub fn project(conn: &mut DbConn, reference: &str) -> Result<ProjectRow> {
     let query = projects::table.select(ProjectRow::as_select()).into_boxed();
     let reference = Ref::parse(reference).ok_or_else(not_found)?;
     by_ref!(query, projects, reference)
-        .first(conn)
-        .optional()?
+        .unique(conn)?
         .ok_or_else(not_found)
 }
 
@@ -42,9 +42,8 @@ pub fn lock_project(conn: &mut DbConn, id: &str) -> Result<ProjectRow> {
         DbConn::Pg(c) => query
             .select(ProjectRow::as_select())
             .for_no_key_update()
-            .first(c)
-            .optional()?,
-        DbConn::Sqlite(c) => query.select(ProjectRow::as_select()).first(c).optional()?,
+            .unique(c)?,
+        DbConn::Sqlite(c) => query.select(ProjectRow::as_select()).unique(c)?,
     };
     row.ok_or_else(|| Error::not_found("project", id))
 }
@@ -62,7 +61,7 @@ pub fn plan_in_project(
         .filter(plans::project_id.eq(project_id.to_owned()))
         .select(PlanRow::as_select())
         .into_boxed();
-    Ok(by_ref!(query, plans, reference).first(conn).optional()?)
+    Ok(by_ref!(query, plans, reference).unique(conn)?)
 }
 
 /// The plan a path segment names within the project; 404 otherwise.
@@ -77,8 +76,7 @@ pub fn snapshot(conn: &mut DbConn, reference: &str) -> Result<SnapshotRow> {
     snapshots::table
         .find(id)
         .select(SnapshotRow::as_select())
-        .first(conn)
-        .optional()?
+        .unique(conn)?
         .ok_or_else(not_found)
 }
 
@@ -90,9 +88,8 @@ pub fn lock_snapshot(conn: &mut DbConn, id: &str) -> Result<SnapshotRow> {
         DbConn::Pg(c) => query
             .select(SnapshotRow::as_select())
             .for_no_key_update()
-            .first(c)
-            .optional()?,
-        DbConn::Sqlite(c) => query.select(SnapshotRow::as_select()).first(c).optional()?,
+            .unique(c)?,
+        DbConn::Sqlite(c) => query.select(SnapshotRow::as_select()).unique(c)?,
     };
     row.ok_or_else(|| Error::not_found("snapshot", id))
 }
@@ -107,9 +104,8 @@ pub fn try_lock_snapshot(conn: &mut DbConn, id: &str) -> Result<Option<SnapshotR
             .select(SnapshotRow::as_select())
             .for_no_key_update()
             .skip_locked()
-            .first(c)
-            .optional()?,
-        DbConn::Sqlite(c) => query.select(SnapshotRow::as_select()).first(c).optional()?,
+            .unique(c)?,
+        DbConn::Sqlite(c) => query.select(SnapshotRow::as_select()).unique(c)?,
     })
 }
 
@@ -120,8 +116,7 @@ pub fn image(conn: &mut DbConn, reference: &str) -> Result<ImageRow> {
     images::table
         .find(id)
         .select(ImageRow::as_select())
-        .first(conn)
-        .optional()?
+        .unique(conn)?
         .ok_or_else(not_found)
 }
 
@@ -158,26 +153,19 @@ pub fn project_id_of(
         };
     };
     Ok(match kind {
-        Addressed::Project => projects::table
-            .find(id)
-            .select(projects::id)
-            .first(conn)
-            .optional()?,
+        Addressed::Project => projects::table.find(id).select(projects::id).unique(conn)?,
         Addressed::Snapshot => snapshots::table
             .find(id)
             .select(snapshots::project_id)
-            .first(conn)
-            .optional()?,
+            .unique(conn)?,
         Addressed::Image => images::table
             .find(id)
             .select(images::project_id)
-            .first(conn)
-            .optional()?,
+            .unique(conn)?,
         Addressed::Upload => uploads::table
             .inner_join(images::table.on(images::id.eq(uploads::image_id)))
             .filter(uploads::id.eq(id))
             .select(images::project_id)
-            .first(conn)
-            .optional()?,
+            .unique(conn)?,
     })
 }

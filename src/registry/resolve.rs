@@ -7,6 +7,7 @@ use super::lookup::{self, by_ref};
 use crate::db::rows::ImageRow;
 use crate::db::schema::{images, plans, projects, snapshots};
 use crate::db::DbConn;
+use crate::db::Unique;
 use crate::error::{Error, Result};
 use crate::input::{parse_id, Ref};
 use diesel::prelude::*;
@@ -41,7 +42,7 @@ pub fn plan_image(
                 ))
                 .into_boxed();
             let query = by_ref!(by_ref!(query, projects, project_ref), plans, plan_ref);
-            let row: Option<(Option<String>, Option<ImageRow>)> = query.first(conn).optional()?;
+            let row: Option<(Option<String>, Option<ImageRow>)> = query.unique(conn)?;
             let (snapshot_id, image) = row.ok_or_else(|| missing(conn, project, plan))?;
             let snapshot_id = snapshot_id.ok_or(Error::NoCurrentSnapshot)?;
             (snapshot_id, image)
@@ -64,7 +65,7 @@ pub fn plan_image(
                 .select((snapshots::id.nullable(), Option::<ImageRow>::as_select()))
                 .into_boxed();
             let query = by_ref!(by_ref!(query, projects, project_ref), plans, plan_ref);
-            let row: Option<(Option<String>, Option<ImageRow>)> = query.first(conn).optional()?;
+            let row: Option<(Option<String>, Option<ImageRow>)> = query.unique(conn)?;
             let (snapshot_id, image) = row.ok_or_else(|| missing(conn, project, plan))?;
             let snapshot_id =
                 snapshot_id.ok_or_else(|| Error::unknown_reference("snapshot", requested))?;

@@ -5,6 +5,7 @@ use super::page::{keyset, Page, PageRequest};
 use super::{lookup, now};
 use crate::auth::{hash_secret, new_secret, parse_token, same_secret, Principal, Role};
 use crate::db::schema::{token_projects, tokens};
+use crate::db::Unique;
 use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::input::parse_id;
@@ -133,8 +134,7 @@ pub fn revoke_token(conn: &mut DbConn, reference: &str) -> Result<TokenInfo> {
             None => query.filter(tokens::name.eq(reference.to_owned())),
         };
         let mut row = query
-            .first(conn)
-            .optional()?
+            .unique(conn)?
             .ok_or_else(|| Error::not_found("token", reference))?;
         if row.revoked_at.is_none() {
             row.revoked_at = Some(now());
@@ -155,8 +155,7 @@ pub fn authenticate(conn: &mut DbConn, token: &str) -> Result<Option<Principal>>
     let Some(row) = tokens::table
         .find(&id)
         .select(TokenRow::as_select())
-        .first(conn)
-        .optional()?
+        .unique(conn)?
     else {
         return Ok(None);
     };

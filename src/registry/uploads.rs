@@ -6,6 +6,7 @@
 use super::{artifacts, new_id, now};
 use crate::db::rows::UploadRow;
 use crate::db::schema::uploads;
+use crate::db::Unique;
 use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::input::parse_id;
@@ -50,8 +51,7 @@ pub fn get_upload(conn: &mut DbConn, reference: &str, expiry: Duration) -> Resul
         .find(id)
         .filter(uploads::updated_at.ge(idle_cutoff(expiry)))
         .select(UploadRow::as_select())
-        .first(conn)
-        .optional()?
+        .unique(conn)?
         .ok_or_else(not_found)
 }
 
@@ -64,9 +64,8 @@ pub fn lock_upload(conn: &mut DbConn, id: &str, expiry: Duration) -> Result<Uplo
         DbConn::Pg(c) => query
             .select(UploadRow::as_select())
             .for_update()
-            .first(c)
-            .optional()?,
-        DbConn::Sqlite(c) => query.select(UploadRow::as_select()).first(c).optional()?,
+            .unique(c)?,
+        DbConn::Sqlite(c) => query.select(UploadRow::as_select()).unique(c)?,
     };
     row.ok_or_else(|| Error::not_found("upload", id))
 }
