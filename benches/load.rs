@@ -89,6 +89,8 @@ fn main() -> Result<(), Failure> {
 
     let mut config = Config::new("127.0.0.1:0", url.clone(), dir.path().to_path_buf());
     config.admin_token = Some(TOKEN.to_owned());
+    // The same pool size as the ceiling's.
+    config.pool_size = 32;
     config.gc_interval = None;
     config.watchdog_interval = None;
     let service = serve(move || Application::build(&config).map_err(|e| e.to_string()))?;
@@ -583,12 +585,12 @@ fn pgbench(url: &DatabaseUrl, images: &[String], duration: Duration) -> Result<S
         r#"\set n random(1, {count})
 BEGIN;
 SELECT image_id, snapshot_id FROM bench_images WHERE n = :n \gset
-SELECT id, project_id, status FROM snapshots WHERE id = :'snapshot_id' FOR NO KEY UPDATE;
-SELECT id, snapshot_id, project_id, plan_id, status FROM images WHERE id = :'image_id';
-UPDATE images SET status = 'active', updated_at = now() WHERE id = :'image_id';
+SELECT id, project_id, status FROM snapshots WHERE id = :snapshot_id FOR NO KEY UPDATE;
+SELECT id, snapshot_id, project_id, plan_id, status FROM images WHERE id = :image_id;
+UPDATE images SET status = 'active', updated_at = now() WHERE id = :image_id;
 INSERT INTO events (id, at, kind, project_id, snapshot_id, image_id, from_value, to_value, reason, actor)
-  SELECT gen_random_uuid()::text, now(), 'image.status', project_id, snapshot_id, id, 'pending', 'active', 'requested', 'bench' FROM images WHERE id = :'image_id';
-SELECT status FROM images WHERE snapshot_id = :'snapshot_id';
+  SELECT gen_random_uuid()::text, now(), 'image.status', project_id, snapshot_id, id, 'pending', 'active', 'requested', 'bench' FROM images WHERE id = :image_id;
+SELECT status FROM images WHERE snapshot_id = :snapshot_id;
 COMMIT;
 "#
     );
@@ -597,6 +599,9 @@ COMMIT;
     let output = std::process::Command::new("pgbench")
         .args([
             "-n",
+            // Prepared, like the service's statements; variables become binds.
+            "-M",
+            "prepared",
             "-c",
             "32",
             "-j",

@@ -4,12 +4,37 @@ use crate::db::rows::{EventRow, ImageRow, PlanRow, PlanStatus, ProjectRow, Snaps
 use crate::registry::page::Page;
 use crate::registry::snapshots::SnapshotView;
 use crate::status::Status;
-use chrono::NaiveDateTime;
+use chrono::{Datelike, NaiveDateTime, Timelike};
 use serde::Serialize;
 
 /// RFC 3339, UTC, microseconds, `Z`.
 pub fn timestamp(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    // Written out by hand: chrono's `format` parses its pattern on every
+    // call, and responses carry many timestamps on the scheduler's path.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() / 1000 % 1_000_000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let t = NaiveDate::from_ymd_opt(2026, 1, 2)
+            .and_then(|d| d.and_hms_micro_opt(3, 4, 5, 60))
+            .unwrap_or_default();
+        assert_eq!(timestamp(t), "2026-01-02T03:04:05.000060Z");
+    }
 }
 
 #[derive(Serialize)]
