@@ -1,10 +1,10 @@
 //! `PUT /v1/images/{image}/artifact` (monolithic upload) and
 //! `GET`/`HEAD /v1/images/{image}/artifact` (download with ETag and Range).
 
-use super::transfer::{self, Become};
+use super::transfer::{self, on_store, Become, TempBlob};
 use super::views::ArtifactJson;
 use super::AppState;
-use crate::blobs::{BlobStore, Digest};
+use crate::blobs::Digest;
 use crate::error::{Error, Result};
 use crate::registry::artifacts::{self, NewArtifact};
 use crate::registry::{lookup, Actor};
@@ -15,7 +15,6 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use std::str::FromStr;
-use std::sync::Arc;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,18 +39,6 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
 
 pub const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";
 
-/// Runs blocking store work off the async workers.
-pub async fn on_store<T: Send + 'static>(
-    store: &Arc<dyn BlobStore>,
-    f: impl FnOnce(&dyn BlobStore) -> std::io::Result<T> + Send + 'static,
-) -> Result<T> {
-    let store = store.clone();
-    web::block(move || f(store.as_ref()))
-        .await
-        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
-        .map_err(|e| Error::Internal(format!("blob store: {e}")))
-}
-
 pub fn created(image_id: &str, artifact: Option<ArtifactJson>) -> HttpResponse {
     HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/images/{image_id}/artifact")))
@@ -72,22 +59,11 @@ pub async fn put(
     let image = state
         .run(move |conn| artifacts::writable_image(conn, &image))
         .await?;
-    let (name, file) = on_store(&state.store, |store| store.create_temp()).await?;
-    let discard = {
-        let (store, name) = (state.store.clone(), name.clone());
-        move || async move { on_store(&store, move |s| s.discard_temp(&name)).await }
-    };
-    let received =
-        match transfer::receive(payload, file, Some(Sha256::new()), Become::Visible).await {
-            Ok(received) => received,
-            Err(e) => {
-                discard().await?;
-                return Err(e);
-            }
-        };
+    let (temp, received) =
+        TempBlob::receive(&state.store, payload, Some(Sha256::new()), Become::Visible).await?;
     let actual = Digest::of_hasher(received.hasher.unwrap_or_default());
     if actual != expected {
-        discard().await?;
+        temp.discard().await?;
         return Err(Error::DigestMismatch(format!(
             "the {} bytes received hash to {actual}, not {expected}",
             received.length
@@ -98,17 +74,17 @@ pub async fn put(
         size: received.length,
         media_type: media_type(&req).unwrap_or_else(|| DEFAULT_MEDIA_TYPE.to_owned()),
     };
-    let store = state.store.clone();
+    let (store, temp_name) = (state.store.clone(), temp.name.clone());
     let committed = state
         .run(move |conn| {
-            let (seal_name, digest) = (name.clone(), artifact.digest.clone());
+            let (seal_name, digest) = (temp_name, artifact.digest.clone());
             artifacts::commit_artifact(conn, &actor, &image.id, &artifact, None, move || {
                 store.seal_temp(&seal_name, &digest)
             })
         })
         .await;
     // After a seal the temporary file is gone already; after a refusal it goes now.
-    discard().await?;
+    temp.discard().await?;
     let image = committed?;
     Ok(created(&image.id, ArtifactJson::of(&image)))
 }

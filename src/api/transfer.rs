@@ -3,7 +3,7 @@
 //! blocking thread that does the file I/O (and hashing), so memory stays at
 //! a few chunks whatever the artifact's size.
 
-use crate::blobs::BlobFile;
+use crate::blobs::{BlobFile, BlobStore};
 use crate::error::{Error, Result};
 use crate::metrics::METRICS;
 use actix_web::rt::task::spawn_blocking;
@@ -11,6 +11,7 @@ use actix_web::web::{self, Bytes};
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Chunks in flight between the socket and the file.
@@ -33,6 +34,53 @@ pub struct Received {
     /// The hasher, fed with every byte (if one was given).
     pub hasher: Option<Sha256>,
     pub length: u64,
+}
+
+/// Runs blocking store work off the async workers.
+pub async fn on_store<T: Send + 'static>(
+    store: &Arc<dyn BlobStore>,
+    f: impl FnOnce(&dyn BlobStore) -> io::Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = store.clone();
+    web::block(move || f(store.as_ref()))
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("blob store: {e}")))
+}
+
+/// A request body received into a new temporary file of the store.
+pub struct TempBlob {
+    store: Arc<dyn BlobStore>,
+    pub name: String,
+}
+
+impl TempBlob {
+    /// Receives the body (see `receive`); the file is removed if that fails.
+    pub async fn receive(
+        store: &Arc<dyn BlobStore>,
+        payload: web::Payload,
+        hasher: Option<Sha256>,
+        then: Become,
+    ) -> Result<(TempBlob, Received)> {
+        let (name, file) = on_store(store, |store| store.create_temp()).await?;
+        let temp = TempBlob {
+            store: store.clone(),
+            name,
+        };
+        match receive(payload, file, hasher, then).await {
+            Ok(received) => Ok((temp, received)),
+            Err(e) => {
+                temp.discard().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the file (nothing to do once it was sealed into the store).
+    pub async fn discard(self) -> Result<()> {
+        let name = self.name;
+        on_store(&self.store, move |store| store.discard_temp(&name)).await
+    }
 }
 
 /// Streams the request body into `file`, feeding `hasher` on the way, and

@@ -8,8 +8,8 @@
 //! racing on one session can never interleave bytes: the second finds the
 //! offset moved and gets `416`.
 
-use super::artifacts::{created, media_type, on_store, DigestQuery, DEFAULT_MEDIA_TYPE};
-use super::transfer::{self, Become};
+use super::artifacts::{created, media_type, DigestQuery, DEFAULT_MEDIA_TYPE};
+use super::transfer::{on_store, Become, TempBlob};
 use super::views::ArtifactJson;
 use super::AppState;
 use crate::blobs::{digest_of, Digest};
@@ -120,21 +120,10 @@ async fn append_chunk(
         0 => Some(Sha256::new()),
         _ => state.hashes.take(&upload.id, from),
     };
-    let (name, file) = on_store(&state.store, |store| store.create_temp()).await?;
-    let discard = {
-        let (store, name) = (state.store.clone(), name.clone());
-        move || async move { on_store(&store, move |s| s.discard_temp(&name)).await }
-    };
-    let received = match transfer::receive(payload, file, hasher, Become::Copied).await {
-        Ok(received) => received,
-        Err(e) => {
-            discard().await?;
-            return Err(e);
-        }
-    };
+    let (temp, received) = TempBlob::receive(&state.store, payload, hasher, Become::Copied).await?;
     if let Some((first, last)) = range {
         if received.length != last - first + 1 {
-            discard().await?;
+            temp.discard().await?;
             return Err(Error::BadRequest(format!(
                 "Content-Range announced {} bytes, the body had {}",
                 last - first + 1,
@@ -143,22 +132,23 @@ async fn append_chunk(
         }
     }
     if received.length == 0 {
-        discard().await?;
+        temp.discard().await?;
         if let Some(hasher) = received.hasher {
             state.hashes.put(&upload.id, from, hasher);
         }
         return Ok(upload);
     }
     let (store, expiry, id) = (state.store.clone(), state.upload_expiry, upload.id.clone());
+    let temp_name = temp.name.clone();
     let length = received.length;
     let appended = state
         .run(move |conn| {
             uploads::append(conn, &id, from, length, expiry, || {
-                store.append_temp(&name, &id, from)
+                store.append_temp(&temp_name, &id, from)
             })
         })
         .await;
-    discard().await?;
+    temp.discard().await?;
     let upload = appended?;
     if let Some(hasher) = received.hasher {
         state
