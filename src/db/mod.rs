@@ -103,6 +103,9 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<DbPool, SetupError> 
         .max_size(pool_size)
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(10))
+        // A PostgreSQL connection killed by a server restart is found and
+        // replaced at checkout (one `SELECT 1`); a SQLite file needs no check.
+        .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
         .connection_customizer(Box::new(ConnectionSettings))
         .build(manager)?;
     migrate(&mut *pool.get()?)?;
