@@ -14,7 +14,7 @@ pub struct StorageArgs {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Holds the SQLite file and, later, the artifact store.
+    /// Holds the SQLite file, the artifact store and the bootstrap admin token.
     #[arg(long, env = "SNAPREG_DATA_DIR", default_value = "./snapreg-data")]
     pub data_dir: PathBuf,
 
