@@ -117,7 +117,7 @@ impl AggregateReason {
 /// the status the snapshot must move to, or `None` when it stays.
 pub fn aggregate(snapshot: Status, images: &[Status]) -> Option<(Status, AggregateReason)> {
     use Status::*;
-    let all_active = !images.is_empty() && images.iter().all(|s| *s == Active);
+    let all_active = images_all_active(images);
     let any_terminal = images.iter().any(|s| s.is_terminal());
     match snapshot {
         Pending if all_active => Some((Active, AggregateReason::AllImagesActive)),

@@ -30,7 +30,6 @@ pub enum Become {
 
 /// What a request body turned into.
 pub struct Received {
-    pub file: Box<dyn BlobFile>,
     /// The hasher, fed with every byte (if one was given).
     pub hasher: Option<Sha256>,
     pub length: u64,
@@ -94,7 +93,7 @@ pub async fn receive(
 ) -> Result<Received> {
     let (to_writer, mut for_writer) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let (to_hasher, mut for_hasher) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let writer = spawn_blocking(move || -> io::Result<(Box<dyn BlobFile>, u64)> {
+    let writer = spawn_blocking(move || -> io::Result<u64> {
         let (mut file, mut length) = (file, 0u64);
         while let Some(chunk) = for_writer.blocking_recv() {
             file.write_all(&chunk)?;
@@ -104,7 +103,7 @@ pub async fn receive(
             Become::Visible => file.sync()?,
             Become::Copied => file.flush()?,
         }
-        Ok((file, length))
+        Ok(length)
     });
     let hashing = hasher.is_some();
     let hasher = spawn_blocking(move || {
@@ -141,17 +140,12 @@ pub async fn receive(
     if let Some(e) = interrupted {
         return Err(Error::BadRequest(format!("the body was cut short: {e}")));
     }
-    let (file, length) =
-        written.map_err(|e| Error::Internal(format!("writing to the blob store: {e}")))?;
+    let length = written.map_err(|e| Error::Internal(format!("writing to the blob store: {e}")))?;
     METRICS
         .artifact_bytes
         .with_label_values(&["in"])
         .inc_by(length);
-    Ok(Received {
-        file,
-        hasher,
-        length,
-    })
+    Ok(Received { hasher, length })
 }
 
 /// Streams `length` bytes of `reader` as a response body.

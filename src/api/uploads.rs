@@ -17,7 +17,7 @@ use crate::db::rows::UploadRow;
 use crate::error::{Error, Result};
 use crate::registry::artifacts::{self, FinishedUpload, NewArtifact};
 use crate::registry::{uploads, Actor};
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -59,8 +59,9 @@ struct UploadJson {
     offset: i64,
 }
 
-fn accepted(upload: &UploadRow) -> HttpResponse {
-    let mut response = HttpResponse::Accepted();
+/// The session as `{id, offset}`, with where it lives and the bytes it has.
+fn upload_response(status: StatusCode, upload: &UploadRow) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
     response.insert_header((header::LOCATION, format!("/v1/uploads/{}", upload.id)));
     if upload.offset_bytes > 0 {
         response.insert_header((header::RANGE, format!("0-{}", upload.offset_bytes - 1)));
@@ -167,7 +168,7 @@ pub async fn start(
     let upload = state
         .run(move |conn| uploads::start_upload(conn, &image, media_type))
         .await?;
-    Ok(accepted(&upload))
+    Ok(upload_response(StatusCode::ACCEPTED, &upload))
 }
 
 pub async fn status(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
@@ -175,9 +176,7 @@ pub async fn status(state: web::Data<AppState>, path: web::Path<String>) -> Resu
     let upload = state
         .run(move |conn| uploads::get_upload(conn, &upload, expiry))
         .await?;
-    let mut response = accepted(&upload);
-    response.head_mut().status = actix_web::http::StatusCode::OK;
-    Ok(response)
+    Ok(upload_response(StatusCode::OK, &upload))
 }
 
 pub async fn patch(
@@ -193,7 +192,7 @@ pub async fn patch(
         .await?;
     check_start(&upload, range)?;
     let upload = append_chunk(&state, upload, payload, range).await?;
-    Ok(accepted(&upload))
+    Ok(upload_response(StatusCode::ACCEPTED, &upload))
 }
 
 pub async fn commit(

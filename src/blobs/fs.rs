@@ -82,10 +82,6 @@ impl FsStore {
         Ok(store)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Where the blob `digest` lives.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();

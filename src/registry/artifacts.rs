@@ -58,50 +58,39 @@ pub fn commit_artifact(
     seal: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<ImageRow> {
     write_tx(conn, |conn| {
-        commit(conn, actor, image_id, artifact, upload, seal)
+        let found = lookup::image(conn, image_id)?;
+        lookup::lock_snapshot(conn, &found.snapshot_id)?;
+        let mut image = lookup::image(conn, image_id)?;
+        ensure_writable(&image)?;
+        if let Some(upload) = upload {
+            uploads::finish(conn, upload.id, upload.offset, upload.expiry)?;
+        }
+        let change = Change::new(actor);
+        let size = i64::try_from(artifact.size)
+            .map_err(|_| Error::BadRequest("artifact too large".into()))?;
+        pin_blob(conn, &artifact.digest, size, change.now)?;
+        seal().map_err(|e| Error::Internal(format!("sealing blob {}: {e}", artifact.digest)))?;
+        let previous = image.artifact_digest.clone();
+        image.artifact_digest = Some(artifact.digest.to_string());
+        image.artifact_size = Some(size);
+        image.artifact_media_type = Some(artifact.media_type.clone());
+        image.artifact_uploaded_at = Some(change.now);
+        image.updated_at = change.now;
+        diesel::update(images::table.find(&image.id))
+            .set((
+                images::artifact_digest.eq(&image.artifact_digest),
+                images::artifact_size.eq(image.artifact_size),
+                images::artifact_media_type.eq(&image.artifact_media_type),
+                images::artifact_uploaded_at.eq(image.artifact_uploaded_at),
+                images::updated_at.eq(image.updated_at),
+            ))
+            .execute(conn)?;
+        events::record(
+            conn,
+            &[change.artifact_event(&image, previous, &artifact.digest)],
+        )?;
+        Ok(image)
     })
-}
-
-fn commit(
-    conn: &mut DbConn,
-    actor: &Actor,
-    image_id: &str,
-    artifact: &NewArtifact,
-    upload: Option<FinishedUpload>,
-    seal: impl FnOnce() -> std::io::Result<()>,
-) -> Result<ImageRow> {
-    let found = lookup::image(conn, image_id)?;
-    lookup::lock_snapshot(conn, &found.snapshot_id)?;
-    let mut image = lookup::image(conn, image_id)?;
-    ensure_writable(&image)?;
-    if let Some(upload) = upload {
-        uploads::finish(conn, upload.id, upload.offset, upload.expiry)?;
-    }
-    let change = Change::new(actor);
-    let size =
-        i64::try_from(artifact.size).map_err(|_| Error::BadRequest("artifact too large".into()))?;
-    pin_blob(conn, &artifact.digest, size, change.now)?;
-    seal().map_err(|e| Error::Internal(format!("sealing blob {}: {e}", artifact.digest)))?;
-    let previous = image.artifact_digest.clone();
-    image.artifact_digest = Some(artifact.digest.to_string());
-    image.artifact_size = Some(size);
-    image.artifact_media_type = Some(artifact.media_type.clone());
-    image.artifact_uploaded_at = Some(change.now);
-    image.updated_at = change.now;
-    diesel::update(images::table.find(&image.id))
-        .set((
-            images::artifact_digest.eq(&image.artifact_digest),
-            images::artifact_size.eq(image.artifact_size),
-            images::artifact_media_type.eq(&image.artifact_media_type),
-            images::artifact_uploaded_at.eq(image.artifact_uploaded_at),
-            images::updated_at.eq(image.updated_at),
-        ))
-        .execute(conn)?;
-    events::record(
-        conn,
-        &[change.artifact_event(&image, previous, &artifact.digest)],
-    )?;
-    Ok(image)
 }
 
 /// Creates or renews the blob's row and holds its lock until commit.

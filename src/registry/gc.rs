@@ -121,10 +121,7 @@ fn delete_if_unused(
         let Some(row) = lock_blob(conn, &name)? else {
             return Ok(false);
         };
-        let referenced: i64 = images::table
-            .filter(images::artifact_digest.eq(&name))
-            .count()
-            .get_result(conn)?;
+        let referenced = references(conn, &name)?;
         if referenced > 0 || row.last_used_at > cutoff {
             return Ok(false);
         }
@@ -151,6 +148,14 @@ fn insert_blob_row(conn: &mut DbConn, digest: &str, last_used_at: NaiveDateTime)
     Ok(())
 }
 
+/// How many images point at the blob.
+fn references(conn: &mut DbConn, digest: &str) -> Result<i64> {
+    Ok(images::table
+        .filter(images::artifact_digest.eq(digest))
+        .count()
+        .get_result(conn)?)
+}
+
 fn lock_blob(conn: &mut DbConn, digest: &str) -> Result<Option<BlobRow>> {
     let query = blobs::table.find(digest);
     Ok(match conn {
@@ -173,10 +178,7 @@ fn forget_missing_blobs(conn: &mut DbConn, store: &dyn BlobStore) -> Result<()> 
             if lock_blob(conn, &digest)?.is_none() {
                 return Ok(());
             }
-            let referenced: i64 = images::table
-                .filter(images::artifact_digest.eq(&digest))
-                .count()
-                .get_result(conn)?;
+            let referenced = references(conn, &digest)?;
             // A commit links the file before it commits; no file now and no
             // reference means the row is stale.
             if referenced == 0 && !present.contains(&digest) {

@@ -148,7 +148,11 @@ pub fn project_id_of(
     use crate::db::schema::uploads;
     let Some(id) = parse_id(reference) else {
         return match kind {
-            Addressed::Project => Ok(project(conn, reference).ok().map(|p| p.id)),
+            Addressed::Project => match project(conn, reference) {
+                Ok(p) => Ok(Some(p.id)),
+                Err(Error::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            },
             _ => Ok(None),
         };
     };

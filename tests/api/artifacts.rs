@@ -71,12 +71,7 @@ async fn upload_then_download_with_etag_range_and_head() {
     let image = pending_image(&app).await;
     let body = bytes(300_000, 1);
     let reply = put_artifact(&app, &image, &body, &digest(&body)).await;
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_status(201);
     assert_eq!(
         reply.header("location"),
         Some(format!("/v1/images/{}/artifact", id(&image)).as_str())

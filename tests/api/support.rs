@@ -55,14 +55,20 @@ impl RawReply {
         })
     }
 
+    /// Asserts the status, showing the body when it differs.
     #[track_caller]
-    pub fn assert_error(&self, status: u16, code: &str) {
+    pub fn assert_status(&self, status: u16) {
         assert_eq!(
             self.status,
             status,
             "{}",
             String::from_utf8_lossy(&self.body)
         );
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        self.assert_status(status);
         assert_eq!(self.json()["error"]["code"], code);
     }
 }

@@ -119,12 +119,7 @@ async fn chunked_upload_from_start_to_commit() {
         Some((200_000, &body[200_000..])),
     )
     .await;
-    assert_eq!(
-        committed.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&committed.body)
-    );
+    committed.assert_status(201);
     assert_eq!(committed.json()["size"], 250_000);
     assert!(download(&app, &image, &[]).await.body == body);
     app.get(&format!("/v1/uploads/{upload}"))
@@ -225,12 +220,7 @@ async fn an_upload_resumes_after_a_restart() {
         Some((300_000, &body[300_000..])),
     )
     .await;
-    assert_eq!(
-        committed.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&committed.body)
-    );
+    committed.assert_status(201);
     assert!(download(&app, &image, &[]).await.body == body);
 }
 
