@@ -18,11 +18,12 @@ use snapreg::db::rows::{PlanStatus, ProjectRow};
 use snapreg::db::schema::projects;
 use snapreg::db::{DatabaseUrl, DbPool, Unique};
 use snapreg::input::Slug;
+use snapreg::pointer_rules::Precondition;
 use snapreg::registry::images::set_image_status;
 use snapreg::registry::plans::{create_plan, NewPlan};
 use snapreg::registry::projects::{create_project, NewProject};
 use snapreg::registry::snapshots::{create_snapshot, NewSnapshot};
-use snapreg::registry::{current, Actor};
+use snapreg::registry::{pointer, Actor};
 use snapreg::status::Status;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -266,7 +267,13 @@ fn seed(pool: &DbPool) -> Result<Seed, Failure> {
                             last = Some(view.snapshot.id);
                         }
                         if let Some(last) = last {
-                            current::set_current(&mut conn, actor, &project.id, &last)?;
+                            pointer::set_current(
+                                &mut conn,
+                                actor,
+                                &project.id,
+                                &last,
+                                &Precondition::None,
+                            )?;
                         }
                         // Pending snapshots whose images the builders will activate.
                         for _ in 0..150 {

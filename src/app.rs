@@ -171,7 +171,11 @@ impl Application {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        let pool = db::connect(&config.database_url, config.pool_size)?;
+        let pool = db::connect_with(
+            &config.database_url,
+            config.pool_size,
+            config.sqlite_busy_timeout,
+        )?;
         let store = open_store(config)?;
         let bind_error = |source| StartError::Bind {
             bind: config.bind.clone(),

@@ -21,6 +21,11 @@ pub struct StorageArgs {
     /// Most database connections the service keeps open.
     #[arg(long, env = "SNAPREG_POOL_SIZE", default_value_t = 16)]
     pub pool_size: u32,
+
+    /// SQLite only: how long a write waits for another writer before its
+    /// attempt counts as lost and is retried (5 attempts in all).
+    #[arg(long, env = "SNAPREG_SQLITE_BUSY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub sqlite_busy_timeout: Duration,
 }
 
 /// Artifact housekeeping; shared by `serve` and `gc`.
@@ -82,6 +87,7 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     pub data_dir: PathBuf,
     pub pool_size: u32,
+    pub sqlite_busy_timeout: Duration,
     pub upload_expiry: Duration,
     pub gc_grace: Duration,
     /// `None`: no garbage collection loop.
@@ -103,6 +109,7 @@ impl Config {
             database_url,
             data_dir,
             pool_size: 16,
+            sqlite_busy_timeout: crate::db::SQLITE_BUSY_TIMEOUT,
             upload_expiry: Duration::from_secs(24 * 3600),
             gc_grace: Duration::from_secs(2 * 3600),
             gc_interval: Some(Duration::from_secs(3600)),
@@ -137,6 +144,7 @@ impl From<ServeArgs> for Config {
             database_url: args.storage.database_url(),
             data_dir: args.storage.data_dir,
             pool_size: args.storage.pool_size.max(1),
+            sqlite_busy_timeout: args.storage.sqlite_busy_timeout,
             upload_expiry: args.artifacts.upload_expiry,
             gc_grace: args.artifacts.gc_grace,
             gc_interval: Some(args.gc_interval).filter(|i| !i.is_zero()),

@@ -7,7 +7,13 @@
 //! sees a generic message, never SQL, file paths or panics. Unique violations
 //! from the database become `Conflict` at the call site that knows which rule
 //! was broken.
+//!
+//! Database failures keep their kind (`Database`, see `db::failure`): a lost
+//! race is retried by `db::write_tx` and, once its attempts are spent, is a
+//! `503` like a database that does not answer; only `DbErrorKind::Other` is
+//! a `500`.
 
+use crate::db::failure::{classify, DbErrorKind};
 use crate::status::Status;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -48,6 +54,10 @@ pub enum Error {
     #[error("{0}")]
     UnknownReference(String),
     #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("project {0} has no former current snapshot that is still active")]
+    NoRollbackTarget(String),
+    #[error("{0}")]
     InvalidSnapshotPlan(String),
     #[error("plan {0} may not have its own image (it must be active, allow snapshots and not use another plan's image)")]
     PlanNotSnapshottable(String),
@@ -69,7 +79,13 @@ pub enum Error {
     RouteNotFound { method: String, path: String },
     #[error("method {0} is not allowed on this route")]
     MethodNotAllowed(String),
-    #[error("database unavailable")]
+    #[error("{}", match kind {
+        DbErrorKind::Contention => "too many concurrent changes to the same resources; retry",
+        DbErrorKind::Unavailable => "the database is unavailable; retry",
+        DbErrorKind::Other => "internal error",
+    })]
+    Database { kind: DbErrorKind, cause: String },
+    #[error("service unavailable; retry")]
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
@@ -108,13 +124,19 @@ impl From<diesel::result::Error> for Error {
                 diesel::result::DatabaseErrorKind::UniqueViolation,
                 _,
             ) => Error::Conflict("conflicts with an existing resource".into()),
-            other => Error::Internal(format!("database: {other}")),
+            other => Error::Database {
+                kind: classify(&other),
+                cause: other.to_string(),
+            },
         }
     }
 }
 
 impl From<diesel::r2d2::PoolError> for Error {
     fn from(e: diesel::r2d2::PoolError) -> Error {
-        Error::Unavailable(format!("connection pool: {e}"))
+        Error::Database {
+            kind: DbErrorKind::Unavailable,
+            cause: format!("no connection from the pool: {e}"),
+        }
     }
 }

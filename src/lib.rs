@@ -1,7 +1,8 @@
 //! snapreg: a registry service for LXC snapshot images used by CI systems.
 //!
 //! Layers, one way: `api` (HTTP) → `registry` (one function per use case,
-//! one transaction each) → `db`. Decisions about statuses live in `status`.
+//! one transaction each) → `db`. Decisions live apart, as pure functions:
+//! statuses in `status`, the current pointer in `pointer_rules`.
 
 pub mod api;
 pub mod app;
@@ -14,5 +15,6 @@ pub mod error;
 pub mod input;
 pub mod logging;
 pub mod metrics;
+pub mod pointer_rules;
 pub mod registry;
 pub mod status;

@@ -108,14 +108,15 @@ fn serve(config: Config) -> Result<(), String> {
 
 fn migrate(args: &StorageArgs) -> Result<(), String> {
     let url = args.database_url();
-    snapreg::db::connect(&url, 1).map_err(|e| e.to_string())?;
+    snapreg::db::connect_with(&url, 1, args.sqlite_busy_timeout).map_err(|e| e.to_string())?;
     log::info!("migrations applied ({})", describe(&url));
     Ok(())
 }
 
 /// The database and the artifact store, for the maintenance commands.
 fn open(args: &StorageArgs) -> Result<(PooledConn, FsStore), String> {
-    let pool = snapreg::db::connect(&args.database_url(), 1).map_err(|e| e.to_string())?;
+    let pool = snapreg::db::connect_with(&args.database_url(), 1, args.sqlite_busy_timeout)
+        .map_err(|e| e.to_string())?;
     let conn = pool.get().map_err(|e| e.to_string())?;
     let dir = args.data_dir.join("blobs");
     let store = FsStore::open(&dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;

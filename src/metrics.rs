@@ -15,6 +15,7 @@ pub struct Metrics {
     pub artifact_bytes: IntCounterVec,
     pub watchdog_reclaims: IntCounter,
     pub gc_deletions: IntCounterVec,
+    pub db_retries: IntCounter,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -64,6 +65,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["what"],
     )?;
+    let db_retries = IntCounter::new(
+        "db_write_retries_total",
+        "Write transactions run again after losing a race (deadlock, serialization failure, busy)",
+    )?;
+    registry.register(Box::new(db_retries.clone()))?;
     registry.register(Box::new(http_requests.clone()))?;
     registry.register(Box::new(http_seconds.clone()))?;
     registry.register(Box::new(db_connections.clone()))?;
@@ -80,6 +86,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         artifact_bytes,
         watchdog_reclaims,
         gc_deletions,
+        db_retries,
     })
 }
 

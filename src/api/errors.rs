@@ -2,12 +2,17 @@
 //! variant, always the envelope `{"error": {"code", "message"}}` — for the
 //! framework's own failures (bad JSON, unknown route, wrong method) too.
 
+use crate::db::failure::DbErrorKind;
 use crate::error::Error;
 use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
+
+/// What a `503` asks the client to wait: a lost race clears at once, a
+/// restarting database within seconds.
+const RETRY_AFTER_SECONDS: u32 = 1;
 
 #[derive(Serialize)]
 struct Envelope<'a> {
@@ -42,10 +47,16 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::UnknownReference(_) => "unknown_reference",
+            Error::PreconditionFailed(_) => "precondition_failed",
+            Error::NoRollbackTarget(_) => "no_rollback_target",
             Error::InvalidSnapshotPlan(_) => "invalid_snapshot_plan",
             Error::PlanNotSnapshottable(_) => "plan_not_snapshottable",
             Error::NoSnapshottablePlans => "no_snapshottable_plans",
             Error::Unavailable(_) => "unavailable",
+            Error::Database { kind, .. } => match kind {
+                DbErrorKind::Other => "internal",
+                DbErrorKind::Contention | DbErrorKind::Unavailable => "unavailable",
+            },
             Error::Internal(_) => "internal",
         }
     }
@@ -68,7 +79,9 @@ impl ResponseError for Error {
             | Error::SnapshotNotActive(_)
             | Error::SnapshotClosed { .. }
             | Error::ImageSealed { .. }
-            | Error::ImageNotPending { .. } => StatusCode::CONFLICT,
+            | Error::ImageNotPending { .. }
+            | Error::NoRollbackTarget(_) => StatusCode::CONFLICT,
+            Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -77,6 +90,12 @@ impl ResponseError for Error {
             | Error::PlanNotSnapshottable(_)
             | Error::NoSnapshottablePlans => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Database { kind, .. } => match kind {
+                DbErrorKind::Other => StatusCode::INTERNAL_SERVER_ERROR,
+                DbErrorKind::Contention | DbErrorKind::Unavailable => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            },
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -84,15 +103,19 @@ impl ResponseError for Error {
     fn error_response(&self) -> HttpResponse {
         let message = match self {
             // The cause goes to the log, never to the client.
-            Error::Internal(cause) | Error::Unavailable(cause) => {
+            Error::Internal(cause) | Error::Unavailable(cause) | Error::Database { cause, .. } => {
                 log::error!("{}: {cause}", self.code());
                 self.to_string()
             }
             other => other.to_string(),
         };
-        let mut response = HttpResponse::build(self.status_code());
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
         if let Error::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"snapreg\""));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
         }
         response.json(Envelope {
             error: Body {

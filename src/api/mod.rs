@@ -222,6 +222,18 @@ pub fn endpoints() -> Vec<Endpoint> {
             current::clear,
         ),
         endpoint(
+            "/v1/projects/{project}/current/history",
+            M::GET,
+            R(Reader),
+            current::history,
+        ),
+        endpoint(
+            "/v1/projects/{project}/current/rollback",
+            M::POST,
+            R(Maintainer),
+            current::rollback,
+        ),
+        endpoint(
             "/v1/projects/{project}/events",
             M::GET,
             R(Reader),

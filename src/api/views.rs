@@ -1,6 +1,8 @@
 //! Response bodies: the resources of API.md as clients see them.
 
-use crate::db::rows::{EventRow, ImageRow, PlanRow, PlanStatus, ProjectRow, SnapshotRow};
+use crate::db::rows::{
+    EventRow, ImageRow, PlanRow, PlanStatus, PointerMoveRow, ProjectRow, SnapshotRow,
+};
 use crate::registry::page::Page;
 use crate::registry::snapshots::SnapshotView;
 use crate::status::Status;
@@ -243,6 +245,32 @@ impl From<EventRow> for EventJson {
             to: e.to_value,
             reason: e.reason,
             actor: e.actor,
+        }
+    }
+}
+
+/// One move of a project's current pointer.
+#[derive(Serialize)]
+pub struct PointerMoveJson {
+    pub seq: i64,
+    pub project_id: String,
+    pub from_snapshot_id: Option<String>,
+    pub to_snapshot_id: Option<String>,
+    pub reason: String,
+    pub actor: Option<String>,
+    pub at: String,
+}
+
+impl From<PointerMoveRow> for PointerMoveJson {
+    fn from(m: PointerMoveRow) -> Self {
+        PointerMoveJson {
+            seq: m.seq,
+            project_id: m.project_id,
+            from_snapshot_id: m.from_snapshot_id,
+            to_snapshot_id: m.to_snapshot_id,
+            reason: m.reason,
+            actor: m.actor,
+            at: timestamp(m.at),
         }
     }
 }

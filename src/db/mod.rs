@@ -2,15 +2,19 @@
 //! per-connection settings, embedded migrations, and the write transaction
 //! every mutating operation runs in.
 
+pub mod failure;
 pub mod rows;
 pub mod schema;
 
+use crate::error::{Error, Result};
+use crate::metrics::METRICS;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use failure::DbErrorKind;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,8 +26,8 @@ pub enum DbConn {
     Sqlite(SqliteConnection),
 }
 
-pub type DbPool = Pool<ConnectionManager<DbConn>>;
-pub type PooledConn = PooledConnection<ConnectionManager<DbConn>>;
+pub type DbPool = Pool<Manager>;
+pub type PooledConn = PooledConnection<Manager>;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -71,34 +75,81 @@ pub enum SetupError {
     Query(#[from] diesel::result::Error),
 }
 
+/// Opens connections for the pool straight from the URL's backend. (The
+/// `MultiConnection` derive's own `establish` tries every backend and
+/// reports only "invalid connection url", which hid "connection refused".)
+#[derive(Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> std::result::Result<DbConn, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(DbConn::Pg),
+            DatabaseUrl::Sqlite(path) => {
+                SqliteConnection::establish(&path.to_string_lossy()).map(DbConn::Sqlite)
+            }
+        }
+        .map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> std::result::Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
+}
+
 /// Settings applied to every pooled SQLite connection: WAL so readers never
 /// wait for the writer, a busy timeout so writers queue instead of failing,
 /// and foreign keys, which SQLite leaves off by default.
 #[derive(Debug)]
-struct ConnectionSettings;
+struct ConnectionSettings {
+    busy_timeout: Duration,
+}
 
 impl CustomizeConnection<DbConn, diesel::r2d2::Error> for ConnectionSettings {
-    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
+    fn on_acquire(&self, conn: &mut DbConn) -> std::result::Result<(), diesel::r2d2::Error> {
         if let DbConn::Sqlite(c) = conn {
-            c.batch_execute(
-                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 15000; \
+            c.batch_execute(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {}; \
                  PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-            )
+                self.busy_timeout.as_millis()
+            ))
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
     }
 }
 
+/// How long a SQLite writer waits for the write lock before its attempt
+/// counts as lost (and is retried, see `write_tx`).
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Opens the pool and brings the schema up to date.
-pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<DbPool, SetupError> {
+pub fn connect(url: &DatabaseUrl, pool_size: u32) -> std::result::Result<DbPool, SetupError> {
+    connect_with(url, pool_size, SQLITE_BUSY_TIMEOUT)
+}
+
+/// `connect` with another SQLite busy timeout.
+pub fn connect_with(
+    url: &DatabaseUrl,
+    pool_size: u32,
+    busy_timeout: Duration,
+) -> std::result::Result<DbPool, SetupError> {
     if let DatabaseUrl::Sqlite(path) = url {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| SetupError::Io(format!("cannot create {}: {e}", dir.display())))?;
         }
     }
-    let manager = ConnectionManager::<DbConn>::new(url.connection_string());
+    let manager = Manager { url: url.clone() };
     let pool = Pool::builder()
         .max_size(pool_size)
         .min_idle(Some(1))
@@ -106,14 +157,14 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<DbPool, SetupError> 
         // A PostgreSQL connection killed by a server restart is found and
         // replaced at checkout (one `SELECT 1`); a SQLite file needs no check.
         .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
-        .connection_customizer(Box::new(ConnectionSettings))
+        .connection_customizer(Box::new(ConnectionSettings { busy_timeout }))
         .build(manager)?;
     migrate(&mut *pool.get()?)?;
     Ok(pool)
 }
 
 /// Runs the pending embedded migrations of the connection's backend.
-pub fn migrate(conn: &mut DbConn) -> Result<(), SetupError> {
+pub fn migrate(conn: &mut DbConn) -> std::result::Result<(), SetupError> {
     let failed =
         |e: Box<dyn std::error::Error + Send + Sync>| SetupError::Migrations(e.to_string());
     match conn {
@@ -156,10 +207,9 @@ where
 
 /// Runs `f` in one read-only transaction that sees a single consistent
 /// state of the database, for reads that take more than one statement.
-pub fn read_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+pub fn read_tx<T, F>(conn: &mut DbConn, f: F) -> Result<T>
 where
-    F: FnOnce(&mut DbConn) -> Result<T, E>,
-    E: From<diesel::result::Error>,
+    F: FnOnce(&mut DbConn) -> Result<T>,
 {
     match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN DEFERRED")?,
@@ -171,27 +221,62 @@ where
     finish(conn, f)
 }
 
-/// Runs `f` in one write transaction. On SQLite it begins `IMMEDIATE`, taking
-/// the write lock up front, so that no two writers can read the same state
-/// and both act on it; on PostgreSQL callers lock rows (`lock_*` functions)
-/// before they read what they decide on.
-pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+/// How many times a write transaction runs before a lost race is reported
+/// (`503 unavailable`).
+pub const WRITE_ATTEMPTS: u32 = 5;
+
+/// Runs `f` in one write transaction, again from the start when it lost to
+/// a concurrent one (`DbErrorKind::Contention`), at most `WRITE_ATTEMPTS`
+/// times with a growing, jittered pause. That is safe because `f` does
+/// nothing but database work: a failed attempt left nothing behind.
+///
+/// On SQLite it begins `IMMEDIATE`, taking the write lock up front, so that
+/// no two writers can read the same state and both act on it; on
+/// PostgreSQL callers lock rows (`lookup::lock_*`, in the order written
+/// there) before they read what they decide on.
+pub fn write_tx<T, F>(conn: &mut DbConn, mut f: F) -> Result<T>
 where
-    F: FnOnce(&mut DbConn) -> Result<T, E>,
-    E: From<diesel::result::Error>,
+    F: FnMut(&mut DbConn) -> Result<T>,
 {
+    let mut attempt = 1;
+    loop {
+        let result = begin_write(conn).and_then(|()| finish(conn, &mut f));
+        match result {
+            Err(Error::Database {
+                kind: DbErrorKind::Contention,
+                cause,
+            }) if attempt < WRITE_ATTEMPTS => {
+                METRICS.db_retries.inc();
+                log::info!("write transaction attempt {attempt} lost a race ({cause}); retrying");
+                std::thread::sleep(backoff(attempt));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn begin_write(conn: &mut DbConn) -> Result<()> {
     match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
         DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
     }
-    finish(conn, f)
+    Ok(())
+}
+
+/// The pause before attempt `attempt + 1`: between half and all of 4 ms
+/// doubled per attempt (4, 8, 16, 32 ms), so that the transactions that
+/// collided do not collide again in step.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = 4_000u64 << (attempt - 1).min(6);
+    let jitter = getrandom::u64().unwrap_or(0) % (ceiling / 2);
+    Duration::from_micros(ceiling / 2 + jitter)
 }
 
 /// Runs `f` inside the transaction just begun; commits on success.
-fn finish<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+fn finish<T, F>(conn: &mut DbConn, f: F) -> Result<T>
 where
-    F: FnOnce(&mut DbConn) -> Result<T, E>,
-    E: From<diesel::result::Error>,
+    F: FnOnce(&mut DbConn) -> Result<T>,
 {
     match f(conn) {
         Ok(value) => {
@@ -203,6 +288,26 @@ where
             // marks the connection broken and r2d2 discards it.
             let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
             Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_and_stays_within_its_window() {
+        for attempt in 1..5 {
+            let ceiling = Duration::from_millis(4 << (attempt - 1));
+            for _ in 0..100 {
+                let pause = backoff(attempt);
+                assert!(
+                    pause >= ceiling / 2 && pause < ceiling,
+                    "{attempt}: {pause:?}"
+                );
+            }
         }
     }
 }

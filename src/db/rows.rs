@@ -1,6 +1,6 @@
 //! Row structs: one per table, used both to read and to insert.
 
-use super::schema::{blobs, events, images, plans, projects, snapshots, uploads};
+use super::schema::{blobs, events, images, plans, pointer_moves, projects, snapshots, uploads};
 use crate::status::Status;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -14,6 +14,8 @@ pub struct ProjectRow {
     pub name: String,
     pub auto_promote: bool,
     pub current_snapshot_id: Option<String>,
+    /// The seq of the pointer's last move (0 before any).
+    pub current_seq: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -99,7 +101,6 @@ pub struct SnapshotRow {
     pub status: Status,
     pub source: Option<String>,
     pub build_id: Option<String>,
-    pub last_current_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -161,4 +162,17 @@ pub struct EventRow {
     pub to_value: Option<String>,
     pub reason: Option<String>,
     pub actor: Option<String>,
+}
+
+/// One move of a project's current pointer.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = pointer_moves)]
+pub struct PointerMoveRow {
+    pub project_id: String,
+    pub seq: i64,
+    pub from_snapshot_id: Option<String>,
+    pub to_snapshot_id: Option<String>,
+    pub reason: String,
+    pub actor: Option<String>,
+    pub at: NaiveDateTime,
 }

@@ -8,6 +8,7 @@ diesel::table! {
         name -> Text,
         auto_promote -> Bool,
         current_snapshot_id -> Nullable<Text>,
+        current_seq -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }
@@ -34,7 +35,6 @@ diesel::table! {
         status -> Text,
         source -> Nullable<Text>,
         build_id -> Nullable<Text>,
-        last_current_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }
@@ -112,6 +112,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    pointer_moves (project_id, seq) {
+        project_id -> Text,
+        seq -> BigInt,
+        from_snapshot_id -> Nullable<Text>,
+        to_snapshot_id -> Nullable<Text>,
+        reason -> Text,
+        actor -> Nullable<Text>,
+        at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     projects,
     plans,
@@ -121,5 +133,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     uploads,
     blobs,
     tokens,
-    token_projects
+    token_projects,
+    pointer_moves
 );

@@ -57,18 +57,22 @@ pub fn commit_artifact(
     upload: Option<FinishedUpload>,
     seal: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<ImageRow> {
+    let mut seal = Some(seal);
     write_tx(conn, |conn| {
         let found = lookup::image(conn, image_id)?;
         lookup::lock_snapshot(conn, &found.snapshot_id)?;
         let mut image = lookup::image(conn, image_id)?;
         ensure_writable(&image)?;
-        if let Some(upload) = upload {
+        if let Some(upload) = &upload {
             uploads::finish(conn, upload.id, upload.offset, upload.expiry)?;
         }
         let change = Change::new(actor);
         let size = i64::try_from(artifact.size)
             .map_err(|_| Error::BadRequest("artifact too large".into()))?;
         pin_blob(conn, &artifact.digest, size, change.now)?;
+        let seal = seal
+            .take()
+            .ok_or_else(|| Error::Internal("a commit cannot run twice".into()))?;
         seal().map_err(|e| Error::Internal(format!("sealing blob {}: {e}", artifact.digest)))?;
         let previous = image.artifact_digest.clone();
         image.artifact_digest = Some(artifact.digest.to_string());

@@ -54,7 +54,7 @@ pub fn add_image(
             project_id: snapshot.project_id.clone(),
             plan_id: plan.id,
             status: new.status,
-            job_id: new.job_id,
+            job_id: new.job_id.clone(),
             heartbeat_at: None,
             created_at: change.now,
             updated_at: change.now,

@@ -37,7 +37,7 @@ pub fn heartbeat(conn: &mut DbConn, reference: &str, log_tail: Option<String>) -
         let now = now();
         image.heartbeat_at = Some(now);
         if log_tail.is_some() {
-            image.log_tail = log_tail;
+            image.log_tail = log_tail.clone();
         }
         diesel::update(images::table.find(&image.id))
             .set((

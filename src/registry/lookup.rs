@@ -1,7 +1,25 @@
-//! Finding rows by what a client names them with, and locking them. Lock
-//! order, everywhere: a snapshot before its project (DESIGN.md); on SQLite
-//! the immediate transaction already serialises writers, so the `lock_*`
-//! functions are plain reads there.
+//! Finding rows by what a client names them with, and locking them.
+//!
+//! The lock order every write transaction follows (PostgreSQL row locks;
+//! on SQLite the immediate transaction already serialises writers, so the
+//! `lock_*` functions are plain reads there):
+//!
+//! 1. at most one snapshot row (`lock_snapshot`): the one whose status or
+//!    images change, that becomes current, or whose image takes an artifact;
+//! 2. then its project's row (`lock_project`);
+//! 3. then rows nobody locks before a snapshot or project: an upload
+//!    session (`uploads::lock_upload`), a blob row (`artifacts`);
+//! 4. then only inserts into append-only tables (events, pointer_moves).
+//!
+//! Never another snapshot or image row after the project: a fallback or
+//! rollback target is read, not written (`pointer` says why that is safe).
+//! Use cases that need more follow the same direction: `delete_project`
+//! locks all of the project's snapshots in id order, then the project; the
+//! watchdog skips snapshots another transaction holds; gc locks one blob
+//! row per transaction. Why: transactions that take locks in one order can
+//! never wait on each other in a cycle, so PostgreSQL never has to abort
+//! one as a deadlock victim. (`db::write_tx` still retries one if it
+//! happens: a retry is the backstop, not the design.)
 
 use crate::db::rows::{ImageRow, PlanRow, ProjectRow, SnapshotRow};
 use crate::db::schema::{images, plans, projects, snapshots};

@@ -4,7 +4,6 @@
 //! nothing here knows about HTTP.
 
 pub mod artifacts;
-pub mod current;
 pub mod events;
 pub mod fsck;
 pub mod gc;
@@ -13,6 +12,7 @@ pub mod leases;
 pub mod lookup;
 pub mod page;
 pub mod plans;
+pub mod pointer;
 pub mod projects;
 pub mod recompute;
 pub mod resolve;

@@ -1,5 +1,6 @@
 //! Keyset pagination: `?limit=` and an opaque `?cursor=` naming the last item
-//! of the previous page by its `(created_at, id)`.
+//! of the previous page by its `(created_at, id)` (or, in a pointer's
+//! history, its `(at, seq)`).
 
 use crate::error::{Error, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,7 +31,10 @@ impl Cursor {
         let at = DateTime::from_timestamp_micros(micros)
             .filter(|at| (1..=9999).contains(&at.year()))
             .ok_or_else(garbled)?;
-        let id = crate::input::parse_id(id).ok_or_else(garbled)?;
+        let id = match id.parse::<u64>() {
+            Ok(seq) => seq.to_string(),
+            Err(_) => crate::input::parse_id(id).ok_or_else(garbled)?,
+        };
         Ok(Cursor {
             at: at.naive_utc(),
             id,
@@ -61,6 +65,17 @@ impl PageRequest {
         Ok(PageRequest { limit, after })
     }
 
+    /// The seq a history page starts after.
+    pub fn after_seq(&self) -> Result<Option<i64>> {
+        self.after
+            .as_ref()
+            .map(|c| {
+                c.id.parse()
+                    .map_err(|_| Error::BadRequest("this cursor is for another list".into()))
+            })
+            .transpose()
+    }
+
     /// Queries fetch one row more than the limit to learn whether a next page exists.
     pub fn fetch(&self) -> i64 {
         self.limit + 1
@@ -78,7 +93,7 @@ impl<T> Page<T> {
     pub fn from_rows(
         mut rows: Vec<T>,
         request: &PageRequest,
-        key: impl Fn(&T) -> (NaiveDateTime, &str),
+        key: impl Fn(&T) -> (NaiveDateTime, &dyn std::fmt::Display),
     ) -> Page<T> {
         let has_more = rows.len() as i64 > request.limit;
         rows.truncate(request.limit as usize);
@@ -87,7 +102,7 @@ impl<T> Page<T> {
                 let (at, id) = key(last);
                 Cursor {
                     at,
-                    id: id.to_owned(),
+                    id: id.to_string(),
                 }
                 .encode()
             })

@@ -47,7 +47,10 @@ pub fn create_plan(
         let row = PlanRow {
             id: new_id(),
             project_id: project.id,
-            name: new.name.unwrap_or_else(|| new.slug.as_str().to_owned()),
+            name: new
+                .name
+                .clone()
+                .unwrap_or_else(|| new.slug.as_str().to_owned()),
             slug: new.slug.as_str().to_owned(),
             status: new.status,
             snapshot_plan_id,
@@ -137,8 +140,8 @@ pub fn update_plan(
             Some(None) => plan.snapshot_plan_id = None,
             None => {}
         }
-        if let Some(name) = changes.name {
-            plan.name = name;
+        if let Some(name) = &changes.name {
+            plan.name = name.clone();
         }
         if let Some(status) = changes.status {
             plan.status = status;

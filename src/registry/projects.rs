@@ -31,6 +31,7 @@ pub fn create_project(conn: &mut DbConn, actor: &Actor, new: NewProject) -> Resu
         slug: new.slug.as_str().to_owned(),
         auto_promote: new.auto_promote,
         current_snapshot_id: None,
+        current_seq: 0,
         created_at: change.now,
         updated_at: change.now,
     };
@@ -69,8 +70,8 @@ pub fn update_project(
     write_tx(conn, |conn| {
         let found = lookup::project(conn, reference)?;
         let mut project = lookup::lock_project(conn, &found.id)?;
-        if let Some(name) = changes.name {
-            project.name = name;
+        if let Some(name) = &changes.name {
+            project.name = name.clone();
         }
         if let Some(auto_promote) = changes.auto_promote {
             project.auto_promote = auto_promote;

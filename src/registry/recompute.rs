@@ -2,7 +2,7 @@
 //! `status::aggregate`, and what a snapshot status change sets off (events,
 //! the current pointer). Callers hold the snapshot's row lock.
 
-use super::{current, events, Change};
+use super::{events, pointer, Change};
 use crate::db::rows::SnapshotRow;
 use crate::db::schema::{images, snapshots};
 use crate::db::DbConn;
@@ -54,9 +54,9 @@ pub fn apply_snapshot_status(
         &[change.snapshot_status_event(&snapshot, Some(from), to, reason)],
     )?;
     if from == Status::Active {
-        current::on_left_active(conn, change, &snapshot)?;
+        pointer::on_left_active(conn, change, &snapshot)?;
     } else if to == Status::Active {
-        current::on_became_active(conn, change, &snapshot)?;
+        pointer::on_became_active(conn, change, &snapshot)?;
     }
     Ok(snapshot)
 }

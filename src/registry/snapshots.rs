@@ -1,7 +1,7 @@
 //! Snapshots: created with their images in one transaction, read with their
 //! images in one consistent read, and moved through the state machine.
 
-use super::lookup::{self, by_ref};
+use super::lookup;
 use super::page::{keyset, Page, PageRequest};
 use super::recompute::{apply_snapshot_status, image_statuses, recompute};
 use super::{events, new_id, Actor, Change};
@@ -9,7 +9,6 @@ use crate::db::rows::{ImageRow, PlanRow, SnapshotRow};
 use crate::db::schema::{images, plans, projects, snapshots};
 use crate::db::{read_tx, write_tx, DbConn};
 use crate::error::{Error, Result};
-use crate::input::Ref;
 use crate::status::{self, Status, Transition};
 use diesel::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -48,9 +47,8 @@ pub fn create_snapshot(
             id: new_id(),
             project_id: project.id.clone(),
             status: new.status,
-            source: new.source,
-            build_id: new.build_id,
-            last_current_at: None,
+            source: new.source.clone(),
+            build_id: new.build_id.clone(),
             created_at: change.now,
             updated_at: change.now,
         };
@@ -184,33 +182,6 @@ pub fn get_snapshot(conn: &mut DbConn, reference: &str) -> Result<SnapshotView> 
         snapshot,
         images,
         is_current,
-    })
-}
-
-/// The project's current snapshot with its images, in one statement: the
-/// scheduler's hot path.
-pub fn current_of(conn: &mut DbConn, project: &str) -> Result<SnapshotView> {
-    let not_found = || Error::not_found("project", project);
-    let query = projects::table
-        .left_join(snapshots::table.on(snapshots::id.nullable().eq(projects::current_snapshot_id)))
-        .left_join(images::table.on(images::snapshot_id.eq(snapshots::id)))
-        .order((images::created_at.asc(), images::id.asc()))
-        .select((
-            Option::<SnapshotRow>::as_select(),
-            Option::<ImageRow>::as_select(),
-        ))
-        .into_boxed();
-    let reference = Ref::parse(project).ok_or_else(not_found)?;
-    let rows: Vec<(Option<SnapshotRow>, Option<ImageRow>)> =
-        by_ref!(query, projects, reference).load(conn)?;
-    let mut rows = rows.into_iter();
-    let (snapshot, first) = rows.next().ok_or_else(not_found)?;
-    let snapshot = snapshot.ok_or(Error::NoCurrentSnapshot)?;
-    let images = first.into_iter().chain(rows.filter_map(|r| r.1)).collect();
-    Ok(SnapshotView {
-        snapshot,
-        images,
-        is_current: true,
     })
 }
 

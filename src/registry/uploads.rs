@@ -27,7 +27,7 @@ pub fn start_upload(
             id: new_id(),
             image_id: image.id,
             offset_bytes: 0,
-            media_type,
+            media_type: media_type.clone(),
             created_at: now,
             updated_at: now,
         };
@@ -91,9 +91,13 @@ pub fn append(
     expiry: Duration,
     append: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<UploadRow> {
+    let mut append = Some(append);
     write_tx(conn, |conn| {
         let mut upload = lock_upload(conn, id, expiry)?;
         ensure_offset(&upload, from)?;
+        let append = append
+            .take()
+            .ok_or_else(|| Error::Internal("an append cannot run twice".into()))?;
         append().map_err(|e| Error::Internal(format!("appending to upload {id}: {e}")))?;
         upload.offset_bytes = i64::try_from(from + length)
             .map_err(|_| Error::BadRequest("upload too large".into()))?;

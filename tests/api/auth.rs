@@ -53,6 +53,12 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/v1/projects/{project}/current", "reader"),
     ("PUT", "/v1/projects/{project}/current", "maintainer"),
     ("DELETE", "/v1/projects/{project}/current", "maintainer"),
+    ("GET", "/v1/projects/{project}/current/history", "reader"),
+    (
+        "POST",
+        "/v1/projects/{project}/current/rollback",
+        "maintainer",
+    ),
     ("GET", "/v1/projects/{project}/events", "reader"),
     ("GET", "/v1/projects/{project}/images", "reader"),
     ("GET", "/v1/snapshots/{snapshot}", "reader"),

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod auth;
+mod contention;
 mod current;
 mod errors;
 mod events;
@@ -11,6 +12,7 @@ mod images;
 mod leases;
 mod operability;
 mod plans;
+mod pointer;
 mod projects;
 mod races;
 mod resolve;

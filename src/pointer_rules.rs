@@ -1,0 +1,201 @@
+//! The current pointer's rules (API.md, "Current snapshot" and "Current
+//! pointer: history, rollback, compare-and-swap"): which snapshot a
+//! fallback or a rollback picks, whether auto-promotion moves the pointer,
+//! what an explicit rollback target must be, and `If-Match`. Pure
+//! functions, no I/O; `registry::pointer` reads the rows, asks these, and
+//! writes the answer.
+
+use chrono::NaiveDateTime;
+
+/// A move in the pointer's history, newest first, as the rules see it:
+/// where the pointer went, and whether that snapshot is still `active`
+/// (`false` too when it is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Former<'a> {
+    pub snapshot_id: &'a str,
+    pub active: bool,
+}
+
+/// Fallback and rollback both pick the snapshot that most recently became
+/// current and is still `active`, other than `present` (the snapshot
+/// leaving `active`, or the current one a rollback moves away from).
+/// Walking back past the present one is what makes a second rollback undo
+/// the first. `history` is newest first; `None`: no such snapshot.
+pub fn most_recent_active_former<'a>(
+    history: &[Former<'a>],
+    present: Option<&str>,
+) -> Option<&'a str> {
+    history
+        .iter()
+        .find(|m| m.active && Some(m.snapshot_id) != present)
+        .map(|m| m.snapshot_id)
+}
+
+/// A snapshot's place in creation order: `created_at`, then id.
+pub type Created<'a> = (NaiveDateTime, &'a str);
+
+/// Auto-promotion: a snapshot that became `active` becomes current when
+/// the project asks for it, unless it is current already or the current
+/// snapshot was created after it.
+pub fn auto_promotes(auto_promote: bool, current: Option<Created>, candidate: Created) -> bool {
+    match current {
+        _ if !auto_promote => false,
+        None => true,
+        Some(current) => current < candidate,
+    }
+}
+
+/// What `POST …/current/rollback` with `{"to": …}` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExplicitRollback {
+    /// Move the pointer there.
+    Move,
+    /// It is the current snapshot already: succeed, change nothing.
+    AlreadyCurrent,
+    /// `422 unknown_reference`: it never was current in this project.
+    NeverCurrent,
+    /// `409 snapshot_not_active`.
+    NotActive,
+}
+
+pub fn explicit_rollback(was_current: bool, is_current: bool, active: bool) -> ExplicitRollback {
+    match () {
+        _ if !was_current => ExplicitRollback::NeverCurrent,
+        _ if is_current => ExplicitRollback::AlreadyCurrent,
+        _ if !active => ExplicitRollback::NotActive,
+        _ => ExplicitRollback::Move,
+    }
+}
+
+/// An `If-Match` header on a pointer change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No header: act unconditionally.
+    None,
+    /// `*`: the pointer exists, which it always does.
+    Any,
+    /// The entity tags listed (strong comparison; a weak tag never matches).
+    Tags(Vec<String>),
+}
+
+impl Precondition {
+    /// Parses the header's value (`"3"`, `"3", "4"`, `*`, `W/"3"`).
+    pub fn parse(header: Option<&str>) -> Precondition {
+        let Some(header) = header else {
+            return Precondition::None;
+        };
+        if header.trim() == "*" {
+            return Precondition::Any;
+        }
+        Precondition::Tags(
+            header
+                .split(',')
+                .map(str::trim)
+                .filter(|tag| !tag.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Whether a change may go ahead when the pointer's last move is `seq`.
+    pub fn holds(&self, seq: i64) -> bool {
+        match self {
+            Precondition::None | Precondition::Any => true,
+            Precondition::Tags(tags) => tags.iter().any(|tag| *tag == etag(seq)),
+        }
+    }
+}
+
+/// The pointer's entity tag: its last move's seq, quoted.
+pub fn etag(seq: i64) -> String {
+    format!("\"{seq}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history<'a>(moves: &[(&'a str, bool)]) -> Vec<Former<'a>> {
+        moves
+            .iter()
+            .map(|&(snapshot_id, active)| Former {
+                snapshot_id,
+                active,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fallback_picks_the_most_recent_current_still_active() {
+        // s1, s2, s3 were made current in turn; s3 is leaving `active`.
+        let moves = history(&[("s3", false), ("s2", true), ("s1", true)]);
+        assert_eq!(most_recent_active_former(&moves, Some("s3")), Some("s2"));
+        let moves = history(&[("s3", false), ("s2", false), ("s1", true)]);
+        assert_eq!(most_recent_active_former(&moves, Some("s3")), Some("s1"));
+        let moves = history(&[("s3", false), ("s2", false)]);
+        assert_eq!(most_recent_active_former(&moves, Some("s3")), None);
+        assert_eq!(most_recent_active_former(&[], None), None);
+    }
+
+    #[test]
+    fn a_second_rollback_undoes_the_first() {
+        // a, b, c made current; c is current: rollback goes to b.
+        let moves = history(&[("c", true), ("b", true), ("a", true)]);
+        assert_eq!(most_recent_active_former(&moves, Some("c")), Some("b"));
+        // After that rollback the newest move is to b: rolling back again is c.
+        let moves = history(&[("b", true), ("c", true), ("b", true), ("a", true)]);
+        assert_eq!(most_recent_active_former(&moves, Some("b")), Some("c"));
+    }
+
+    #[test]
+    fn rollback_walks_past_snapshots_no_longer_active() {
+        let moves = history(&[("c", true), ("b", false), ("a", true)]);
+        assert_eq!(most_recent_active_former(&moves, Some("c")), Some("a"));
+    }
+
+    #[test]
+    fn with_nothing_current_rollback_restores_the_latest_active_former() {
+        let moves = history(&[("b", false), ("a", true)]);
+        assert_eq!(most_recent_active_former(&moves, None), Some("a"));
+    }
+
+    #[test]
+    fn auto_promotion_moves_only_to_a_newer_snapshot() {
+        let at = |s| {
+            chrono::DateTime::from_timestamp(s, 0)
+                .map(|t| t.naive_utc())
+                .unwrap_or_default()
+        };
+        let older = (at(1), "a");
+        let newer = (at(2), "b");
+        assert!(auto_promotes(true, None, older));
+        assert!(auto_promotes(true, Some(older), newer));
+        assert!(!auto_promotes(true, Some(newer), older));
+        assert!(!auto_promotes(true, Some(newer), newer), "already current");
+        assert!(!auto_promotes(false, None, newer));
+        // Same instant: the id breaks the tie, as in every list.
+        assert!(auto_promotes(true, Some((at(1), "a")), (at(1), "b")));
+    }
+
+    #[test]
+    fn explicit_rollback_targets() {
+        use ExplicitRollback::*;
+        assert_eq!(explicit_rollback(false, false, true), NeverCurrent);
+        assert_eq!(explicit_rollback(true, true, true), AlreadyCurrent);
+        assert_eq!(explicit_rollback(true, false, false), NotActive);
+        assert_eq!(explicit_rollback(true, false, true), Move);
+    }
+
+    #[test]
+    fn if_match_compares_strongly() {
+        assert!(Precondition::parse(None).holds(7));
+        assert!(Precondition::parse(Some("*")).holds(7));
+        assert!(Precondition::parse(Some("\"7\"")).holds(7));
+        assert!(Precondition::parse(Some("\"6\", \"7\"")).holds(7));
+        assert!(!Precondition::parse(Some("\"6\"")).holds(7));
+        assert!(!Precondition::parse(Some("W/\"7\"")).holds(7));
+        assert!(!Precondition::parse(Some("7")).holds(7));
+        assert!(!Precondition::parse(Some("")).holds(7));
+        assert_eq!(etag(0), "\"0\"");
+    }
+}
