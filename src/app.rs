@@ -7,6 +7,7 @@ use crate::background::Background;
 use crate::blobs::{BlobStore, FsStore};
 use crate::config::Config;
 use crate::db::{self, DatabaseUrl, SetupError};
+use crate::registry::artifacts::Artifacts;
 use crate::registry::gc::{collect_garbage, GcSettings};
 use crate::registry::leases::reclaim_expired;
 use crate::registry::tokens::{self, NewToken};
@@ -71,11 +72,11 @@ fn collect(state: &AppState, settings: &GcSettings) {
         .pool
         .get()
         .map_err(crate::error::Error::from)
-        .and_then(|mut conn| collect_garbage(&mut conn, state.store.as_ref(), settings));
+        .and_then(|mut conn| collect_garbage(&mut conn, state.artifacts.store.as_ref(), settings));
     match result {
         Ok(report) => {
             for id in &report.uploads_expired {
-                state.hashes.forget(id);
+                state.artifacts.hashes.forget(id);
             }
             log::info!(
                 "gc: {} blob(s) deleted, {} upload(s) expired, {} temporary file(s) removed",
@@ -185,9 +186,11 @@ impl Application {
         let port = listener.local_addr().map_err(bind_error)?.port();
         let state = web::Data::new(AppState {
             pool,
-            store,
-            upload_expiry: config.upload_expiry,
-            hashes: Default::default(),
+            artifacts: Arc::new(Artifacts {
+                store,
+                hashes: Default::default(),
+                upload_expiry: config.upload_expiry,
+            }),
             lease_timeout: config.lease_timeout,
             admin_token: config.admin_token.clone(),
             anonymous_read: config.anonymous_read,

@@ -1,12 +1,12 @@
 //! `PUT /v1/images/{image}/artifact` (monolithic upload) and
 //! `GET`/`HEAD /v1/images/{image}/artifact` (download with ETag and Range).
 
-use super::transfer::{self, on_store, Become, TempBlob};
+use super::transfer::{self, on_store, Target};
 use super::views::ArtifactJson;
 use super::AppState;
 use crate::blobs::Digest;
 use crate::error::{Error, Result};
-use crate::registry::artifacts::{self, NewArtifact};
+use crate::registry::artifacts;
 use crate::registry::{lookup, Actor};
 use actix_web::http::header::{self, HeaderValue, Range};
 use actix_web::http::{Method, StatusCode};
@@ -37,8 +37,6 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-pub const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";
-
 pub fn created(image_id: &str, artifact: Option<ArtifactJson>) -> HttpResponse {
     HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/images/{image_id}/artifact")))
@@ -59,33 +57,13 @@ pub async fn put(
     let image = state
         .run(move |conn| artifacts::writable_image(conn, &image))
         .await?;
-    let (temp, received) =
-        TempBlob::receive(&state.store, payload, Some(Sha256::new()), Become::Visible).await?;
-    let actual = Digest::of_hasher(received.hasher.unwrap_or_default());
-    if actual != expected {
-        temp.discard().await?;
-        return Err(Error::DigestMismatch(format!(
-            "the {} bytes received hash to {actual}, not {expected}",
-            received.length
-        )));
-    }
-    let artifact = NewArtifact {
-        digest: expected,
-        size: received.length,
-        media_type: media_type(&req).unwrap_or_else(|| DEFAULT_MEDIA_TYPE.to_owned()),
-    };
-    let (store, temp_name) = (state.store.clone(), temp.name.clone());
-    let committed = state
-        .run(move |conn| {
-            let (seal_name, digest) = (temp_name, artifact.digest.clone());
-            artifacts::commit_artifact(conn, &actor, &image.id, &artifact, None, move || {
-                store.seal_temp(&seal_name, &digest)
-            })
-        })
-        .await;
-    // After a seal the temporary file is gone already; after a refusal it goes now.
-    temp.discard().await?;
-    let image = committed?;
+    let artifacts = state.artifacts.clone();
+    let staged =
+        transfer::stage(&artifacts.store, payload, Some(Sha256::new()), Target::Temp).await?;
+    let media_type = media_type(&req);
+    let image = state
+        .run(move |conn| artifacts.put(conn, &actor, &image.id, staged, expected, media_type))
+        .await?;
     Ok(created(&image.id, ArtifactJson::of(&image)))
 }
 
@@ -132,7 +110,16 @@ pub async fn download(
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let image = path.into_inner();
-    let image = state.run(move |conn| lookup::image(conn, &image)).await?;
+    let (image, blob) = state
+        .run(move |conn| {
+            let image = lookup::image(conn, &image)?;
+            let blob = match &image.artifact_digest {
+                Some(digest) => artifacts::blob_of(conn, digest)?,
+                None => None,
+            };
+            Ok((image, blob))
+        })
+        .await?;
     let (Some(digest), Some(size), Some(media_type)) = (
         image.artifact_digest.clone(),
         image.artifact_size,
@@ -179,8 +166,15 @@ pub async fn download(
     if req.method() == Method::HEAD {
         return Ok(response.streaming(futures_util::stream::empty::<std::io::Result<Bytes>>()));
     }
-    let digest = Digest::parse(&digest).map_err(Error::Internal)?;
-    let opened = on_store(&state.store, move |store| store.open_blob(&digest, start)).await?;
+    let opened = match blob {
+        Some(blob) => {
+            on_store(&state.artifacts.store, move |store| {
+                store.open_blob(&blob, start)
+            })
+            .await?
+        }
+        None => None,
+    };
     let Some((reader, _)) = opened else {
         return Err(Error::Internal(format!(
             "image {} references a blob the store does not have (run snapreg fsck)",

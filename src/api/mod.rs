@@ -22,9 +22,9 @@ pub mod uploads;
 pub mod views;
 
 use crate::auth::Role;
-use crate::blobs::BlobStore;
 use crate::db::{DbConn, DbPool};
 use crate::error::{Error, Result};
+use crate::registry::artifacts::Artifacts;
 use crate::registry::lookup::Addressed;
 use crate::registry::page::PageRequest;
 use actix_web::http::header;
@@ -44,10 +44,7 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 
 pub struct AppState {
     pub pool: DbPool,
-    pub store: Arc<dyn BlobStore>,
-    /// Upload sessions idle longer than this are gone.
-    pub upload_expiry: Duration,
-    pub hashes: uploads::UploadHashes,
+    pub artifacts: Arc<Artifacts>,
     /// A pending image's heartbeat older than this is stale.
     pub lease_timeout: Duration,
     /// `SNAPREG_ADMIN_TOKEN`.

@@ -6,6 +6,7 @@
 use crate::blobs::{BlobFile, BlobStore};
 use crate::error::{Error, Result};
 use crate::metrics::METRICS;
+use crate::registry::artifacts::Staged;
 use actix_web::rt::task::spawn_blocking;
 use actix_web::web::{self, Bytes};
 use futures_util::{Stream, StreamExt};
@@ -19,13 +20,12 @@ const CHANNEL_DEPTH: usize = 16;
 /// Size of the chunks read from a blob for a download.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// What happens to the received file next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Become {
-    /// It is linked into the store as it is: it must be on disk first.
-    Visible,
-    /// Its bytes are copied elsewhere, and that copy is synced.
-    Copied,
+/// Where a request body is staged.
+pub enum Target<'a> {
+    /// A temporary object (a monolithic upload).
+    Temp,
+    /// A new part of the upload session with this id.
+    Part(&'a str),
 }
 
 /// What a request body turned into.
@@ -47,49 +47,49 @@ pub async fn on_store<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("blob store: {e}")))
 }
 
-/// A request body received into a new temporary file of the store.
-pub struct TempBlob {
-    store: Arc<dyn BlobStore>,
-    pub name: String,
-}
-
-impl TempBlob {
-    /// Receives the body (see `receive`); the file is removed if that fails.
-    pub async fn receive(
-        store: &Arc<dyn BlobStore>,
-        payload: web::Payload,
-        hasher: Option<Sha256>,
-        then: Become,
-    ) -> Result<(TempBlob, Received)> {
-        let (name, file) = on_store(store, |store| store.create_temp()).await?;
-        let temp = TempBlob {
-            store: store.clone(),
+/// Receives the request body into a new object of the store, synced; the
+/// object is removed again if that fails.
+pub async fn stage(
+    store: &Arc<dyn BlobStore>,
+    payload: web::Payload,
+    hasher: Option<Sha256>,
+    target: Target<'_>,
+) -> Result<Staged> {
+    let upload = match target {
+        Target::Temp => None,
+        Target::Part(upload) => Some(upload.to_owned()),
+    };
+    let is_part = upload.is_some();
+    let (name, file) = on_store(store, move |store| match &upload {
+        None => store.create_temp(),
+        Some(upload) => store.create_part(upload),
+    })
+    .await?;
+    match receive(payload, file, hasher).await {
+        Ok(received) => Ok(Staged {
             name,
-        };
-        match receive(payload, file, hasher, then).await {
-            Ok(received) => Ok((temp, received)),
-            Err(e) => {
-                temp.discard().await?;
-                Err(e)
-            }
+            length: received.length,
+            hasher: received.hasher,
+        }),
+        Err(e) => {
+            on_store(store, move |store| match is_part {
+                false => store.discard_temp(&name),
+                true => store.discard_part(&name),
+            })
+            .await?;
+            Err(e)
         }
-    }
-
-    /// Removes the file (nothing to do once it was sealed into the store).
-    pub async fn discard(self) -> Result<()> {
-        let name = self.name;
-        on_store(&self.store, move |store| store.discard_temp(&name)).await
     }
 }
 
 /// Streams the request body into `file`, feeding `hasher` on the way, and
-/// syncs the file at the end when it is to `Become::Visible` itself. Hashing and writing run on two threads, each fed
-/// the same chunks, so a large upload costs the slower of the two, not both.
-pub async fn receive(
+/// syncs the file at the end. Hashing and writing run on two threads, each
+/// fed the same chunks, so a large upload costs the slower of the two, not
+/// both.
+async fn receive(
     mut payload: web::Payload,
     file: Box<dyn BlobFile>,
     hasher: Option<Sha256>,
-    then: Become,
 ) -> Result<Received> {
     let (to_writer, mut for_writer) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let (to_hasher, mut for_hasher) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -99,10 +99,7 @@ pub async fn receive(
             file.write_all(&chunk)?;
             length += chunk.len() as u64;
         }
-        match then {
-            Become::Visible => file.sync()?,
-            Become::Copied => file.flush()?,
-        }
+        file.sync()?;
         Ok(length)
     });
     let hashing = hasher.is_some();

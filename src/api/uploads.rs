@@ -3,55 +3,22 @@
 //! `GET` tells where to resume, `PUT …?digest=` commits (with an optional
 //! last chunk), `DELETE` abandons.
 //!
-//! A chunk is first received into a temporary file, then appended to the
-//! session's partial file under the session row's lock, so two clients
-//! racing on one session can never interleave bytes: the second finds the
-//! offset moved and gets `416`.
+//! A chunk is staged as a part of its own, then recorded at the session's
+//! offset under the session row's lock (`registry::uploads`), so two
+//! clients racing on one session can never interleave bytes: the second
+//! finds the offset moved and gets `416`.
 
-use super::artifacts::{created, media_type, DigestQuery, DEFAULT_MEDIA_TYPE};
-use super::transfer::{on_store, Become, TempBlob};
+use super::artifacts::{created, media_type, DigestQuery};
+use super::transfer::{self, Target};
 use super::views::ArtifactJson;
 use super::AppState;
-use crate::blobs::{digest_of, Digest};
 use crate::db::rows::UploadRow;
 use crate::error::{Error, Result};
-use crate::registry::artifacts::{self, FinishedUpload, NewArtifact};
+use crate::registry::artifacts;
 use crate::registry::{uploads, Actor};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
-use std::io::Read;
-use std::sync::Mutex;
-
-/// Running SHA-256 states of sessions, by id and the offset they cover, so
-/// that a commit does not re-read what this process already hashed. After a
-/// restart (or on another replica) the state is rebuilt from the file.
-#[derive(Default)]
-pub struct UploadHashes(Mutex<HashMap<String, (u64, Sha256)>>);
-
-impl UploadHashes {
-    fn take(&self, id: &str, offset: u64) -> Option<Sha256> {
-        let mut map = self.0.lock().ok()?;
-        match map.remove(id) {
-            Some((at, hasher)) if at == offset => Some(hasher),
-            _ => None,
-        }
-    }
-
-    fn put(&self, id: &str, offset: u64, hasher: Sha256) {
-        if let Ok(mut map) = self.0.lock() {
-            map.insert(id.to_owned(), (offset, hasher));
-        }
-    }
-
-    pub fn forget(&self, id: &str) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(id);
-        }
-    }
-}
 
 #[derive(Serialize)]
 struct UploadJson {
@@ -106,57 +73,21 @@ fn check_start(upload: &UploadRow, range: Option<(u64, u64)>) -> Result<()> {
     }
 }
 
-/// Receives the request body and appends it to the session; an empty body
-/// changes nothing.
+/// Stages the request body as a part and records it at the session's
+/// offset; an empty body changes nothing.
 async fn append_chunk(
     state: &AppState,
     upload: UploadRow,
     payload: web::Payload,
     range: Option<(u64, u64)>,
 ) -> Result<UploadRow> {
-    let from = upload.offset_bytes as u64;
-    // Hash as the bytes arrive when this process knows the state at `from`
-    // (always at 0); otherwise the commit hashes the file.
-    let hasher = match from {
-        0 => Some(Sha256::new()),
-        _ => state.hashes.take(&upload.id, from),
-    };
-    let (temp, received) = TempBlob::receive(&state.store, payload, hasher, Become::Copied).await?;
-    if let Some((first, last)) = range {
-        if received.length != last - first + 1 {
-            temp.discard().await?;
-            return Err(Error::BadRequest(format!(
-                "Content-Range announced {} bytes, the body had {}",
-                last - first + 1,
-                received.length
-            )));
-        }
-    }
-    if received.length == 0 {
-        temp.discard().await?;
-        if let Some(hasher) = received.hasher {
-            state.hashes.put(&upload.id, from, hasher);
-        }
-        return Ok(upload);
-    }
-    let (store, expiry, id) = (state.store.clone(), state.upload_expiry, upload.id.clone());
-    let temp_name = temp.name.clone();
-    let length = received.length;
-    let appended = state
-        .run(move |conn| {
-            uploads::append(conn, &id, from, length, expiry, || {
-                store.append_temp(&temp_name, &id, from)
-            })
-        })
-        .await;
-    temp.discard().await?;
-    let upload = appended?;
-    if let Some(hasher) = received.hasher {
-        state
-            .hashes
-            .put(&upload.id, upload.offset_bytes as u64, hasher);
-    }
-    Ok(upload)
+    let artifacts = state.artifacts.clone();
+    let hasher = artifacts.hasher_at(&upload);
+    let part = transfer::stage(&artifacts.store, payload, hasher, Target::Part(&upload.id)).await?;
+    let announced = range.map(|(first, last)| last - first + 1);
+    state
+        .run(move |conn| artifacts.append(conn, &upload, part, announced))
+        .await
 }
 
 pub async fn start(
@@ -172,7 +103,7 @@ pub async fn start(
 }
 
 pub async fn status(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
-    let (upload, expiry) = (path.into_inner(), state.upload_expiry);
+    let (upload, expiry) = (path.into_inner(), state.artifacts.upload_expiry);
     let upload = state
         .run(move |conn| uploads::get_upload(conn, &upload, expiry))
         .await?;
@@ -186,7 +117,7 @@ pub async fn patch(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let range = content_range(&req)?;
-    let (upload, expiry) = (path.into_inner(), state.upload_expiry);
+    let (upload, expiry) = (path.into_inner(), state.artifacts.upload_expiry);
     let upload = state
         .run(move |conn| uploads::get_upload(conn, &upload, expiry))
         .await?;
@@ -205,7 +136,7 @@ pub async fn commit(
 ) -> Result<HttpResponse> {
     let expected = query.parse()?;
     let range = content_range(&req)?;
-    let (upload, expiry) = (path.into_inner(), state.upload_expiry);
+    let (upload, expiry) = (path.into_inner(), state.artifacts.upload_expiry);
     let upload = state
         .run(move |conn| {
             let upload = uploads::get_upload(conn, &upload, expiry)?;
@@ -215,63 +146,17 @@ pub async fn commit(
         .await?;
     check_start(&upload, range)?;
     let upload = append_chunk(&state, upload, payload, range).await?;
-    let offset = upload.offset_bytes as u64;
-    let hasher = match state.hashes.take(&upload.id, offset) {
-        Some(hasher) => hasher,
-        None => {
-            let id = upload.id.clone();
-            on_store(&state.store, move |store| {
-                digest_of(store.read_upload(&id)?.take(offset)).map(|(_, hasher, _)| hasher)
-            })
-            .await?
-        }
-    };
-    let actual = Digest::of_hasher(hasher.clone());
-    if actual != expected {
-        // The session stays: the client may have named the wrong digest.
-        state.hashes.put(&upload.id, offset, hasher);
-        return Err(Error::DigestMismatch(format!(
-            "the {offset} bytes uploaded hash to {actual}, not {expected}"
-        )));
-    }
-    let artifact = NewArtifact {
-        digest: expected,
-        size: offset,
-        media_type: media_type(&req)
-            .or(upload.media_type.clone())
-            .unwrap_or_else(|| DEFAULT_MEDIA_TYPE.to_owned()),
-    };
-    let store = state.store.clone();
-    let id = upload.id.clone();
+    let (artifacts, media_type) = (state.artifacts.clone(), media_type(&req));
     let image = state
-        .run(move |conn| {
-            let finished = FinishedUpload {
-                id: &id,
-                offset,
-                expiry,
-            };
-            artifacts::commit_artifact(
-                conn,
-                &actor,
-                &upload.image_id,
-                &artifact,
-                Some(finished),
-                || store.seal_upload(&id, offset, &artifact.digest),
-            )
-        })
+        .run(move |conn| artifacts.commit(conn, &actor, &upload, expected, media_type))
         .await?;
     Ok(created(&image.id, ArtifactJson::of(&image)))
 }
 
 pub async fn abandon(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
-    let (upload, expiry) = (path.into_inner(), state.upload_expiry);
-    let id = crate::input::parse_id(&upload);
+    let (upload, artifacts) = (path.into_inner(), state.artifacts.clone());
     state
-        .run(move |conn| uploads::delete_upload(conn, &upload, expiry))
+        .run(move |conn| artifacts.abandon(conn, &upload))
         .await?;
-    if let Some(id) = id {
-        state.hashes.forget(&id);
-        on_store(&state.store, move |store| store.discard_upload(&id)).await?;
-    }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,9 +1,10 @@
-//! The filesystem `BlobStore`: `<root>/sha256/<2 hex>/<64 hex>` for blobs,
-//! `<root>/tmp/` for bytes still being written, `<root>/uploads/` for the
-//! partial files of upload sessions. All three are on one filesystem, so a
-//! blob becomes visible by one atomic link, only after it was synced.
+//! The filesystem `BlobStore`: `<root>/sha256/<2 hex>/<64 hex>.<generation>`
+//! for blobs (`<64 hex>` alone for the first release's), `<root>/tmp/` for
+//! bytes being staged, `<root>/uploads/` for the parts of upload sessions.
+//! All three are on one filesystem, so a blob is published by one atomic
+//! link of a synced file.
 
-use super::{BlobFile, BlobStore, Digest, StoredBlob};
+use super::{BlobFile, BlobKey, BlobStore, Digest, StoredBlob};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -82,39 +83,33 @@ impl FsStore {
         Ok(store)
     }
 
-    /// Where the blob `digest` lives.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.root.join("sha256").join(&hex[..2]).join(hex)
+    /// Where the blob `key` lives.
+    pub fn blob_path(&self, key: &BlobKey) -> PathBuf {
+        let hex = key.digest.hex();
+        let name = match key.generation.as_str() {
+            "" => hex.to_owned(),
+            generation => format!("{hex}.{generation}"),
+        };
+        self.root.join("sha256").join(&hex[..2]).join(name)
     }
 
     fn temp_path(&self, name: &str) -> PathBuf {
         self.root.join("tmp").join(name)
     }
 
-    fn upload_path(&self, upload: &str) -> PathBuf {
-        self.root.join("uploads").join(upload)
+    fn part_path(&self, name: &str) -> PathBuf {
+        self.root.join("uploads").join(name)
     }
 
-    /// Links a synced file into place as the blob, then removes the source.
-    /// A blob already there holds the same bytes: that is de-duplication,
-    /// and the existing file's time is renewed for garbage collection.
-    fn seal(&self, source: &Path, digest: &Digest) -> io::Result<()> {
-        let target = self.blob_path(digest);
-        let dir = target.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir)?;
-        match fs::hard_link(source, &target) {
-            Ok(()) => File::open(dir)?.sync_all()?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                File::options()
-                    .write(true)
-                    .open(&target)?
-                    .set_modified(SystemTime::now())?;
-            }
-            Err(e) => return Err(e),
-        }
-        remove_if_present(source)
+    fn create_in(&self, path: PathBuf) -> io::Result<Box<dyn BlobFile>> {
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Box::new(SyncedFile::new(file)))
     }
+}
+
+/// A name no other object has: a UUIDv7 without hyphens.
+fn unique_name() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 fn remove_if_present(path: &Path) -> io::Result<()> {
@@ -124,7 +119,7 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
-/// The files directly in `dir` with their last change.
+/// The files directly in `dir` with their last change and size.
 fn files_in(dir: &Path) -> io::Result<Vec<(String, SystemTime, u64)>> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -139,22 +134,32 @@ fn files_in(dir: &Path) -> io::Result<Vec<(String, SystemTime, u64)>> {
     Ok(found)
 }
 
+/// Names that can only be what the store itself wrote (no separators, no
+/// dots at the start), so a name from the database never leaves its folder.
+fn plain(name: &str) -> io::Result<&str> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if ok {
+        Ok(name)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not an object name: {name:?}"),
+        ))
+    }
+}
+
 impl BlobStore for FsStore {
     fn create_temp(&self) -> io::Result<(String, Box<dyn BlobFile>)> {
-        let name = uuid::Uuid::now_v7().simple().to_string();
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(self.temp_path(&name))?;
-        Ok((name, Box::new(SyncedFile::new(file))))
-    }
-
-    fn seal_temp(&self, name: &str, digest: &Digest) -> io::Result<()> {
-        self.seal(&self.temp_path(name), digest)
+        let name = unique_name();
+        Ok((name.clone(), self.create_in(self.temp_path(&name))?))
     }
 
     fn discard_temp(&self, name: &str) -> io::Result<()> {
-        remove_if_present(&self.temp_path(name))
+        remove_if_present(&self.temp_path(plain(name)?))
     }
 
     fn clean_temp(&self, age: Duration) -> io::Result<usize> {
@@ -169,56 +174,78 @@ impl BlobStore for FsStore {
         Ok(removed)
     }
 
-    fn append_temp(&self, name: &str, upload: &str, offset: u64) -> io::Result<()> {
-        let mut target = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.upload_path(upload))?;
-        let len = target.metadata()?.len();
-        if len < offset {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("upload {upload} has {len} bytes on disk, expected {offset}"),
-            ));
+    fn create_part(&self, upload: &str) -> io::Result<(String, Box<dyn BlobFile>)> {
+        let name = format!("{}.{}", plain(upload)?, unique_name());
+        Ok((name.clone(), self.create_in(self.part_path(&name))?))
+    }
+
+    fn read_part(&self, name: &str, length: u64) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(
+            File::open(self.part_path(plain(name)?))?.take(length),
+        ))
+    }
+
+    fn assemble(&self, parts: &[(String, u64)]) -> io::Result<String> {
+        let name = unique_name();
+        let target = self.temp_path(&name);
+        if let [(only, length)] = parts {
+            // One part of exactly the right length is linked, not copied.
+            let source = self.part_path(plain(only)?);
+            if fs::metadata(&source)?.len() == *length {
+                fs::hard_link(&source, &target)?;
+                return Ok(name);
+            }
         }
-        target.set_len(offset)?;
-        target.seek(SeekFrom::Start(offset))?;
-        // File to file: the kernel copies (copy_file_range), no user-space buffer.
-        io::copy(&mut File::open(self.temp_path(name))?, &mut target)?;
-        target.sync_data()
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)?;
+        for (part, length) in parts {
+            // File to file: the kernel copies (copy_file_range).
+            let copied = io::copy(
+                &mut File::open(self.part_path(plain(part)?))?.take(*length),
+                &mut file,
+            )?;
+            if copied != *length {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("part {part} has {copied} bytes, {length} were recorded"),
+                ));
+            }
+        }
+        file.sync_data()?;
+        Ok(name)
     }
 
-    fn read_upload(&self, upload: &str) -> io::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(File::open(self.upload_path(upload))?))
+    fn discard_part(&self, name: &str) -> io::Result<()> {
+        remove_if_present(&self.part_path(plain(name)?))
     }
 
-    fn seal_upload(&self, upload: &str, length: u64, digest: &Digest) -> io::Result<()> {
-        let path = self.upload_path(upload);
-        let file = OpenOptions::new().write(true).open(&path)?;
-        // Bytes past `length` are from an append that never got recorded.
-        file.set_len(length)?;
-        file.sync_all()?;
-        self.seal(&path, digest)
-    }
-
-    fn discard_upload(&self, upload: &str) -> io::Result<()> {
-        remove_if_present(&self.upload_path(upload))
-    }
-
-    fn uploads(&self) -> io::Result<Vec<(String, SystemTime)>> {
+    fn parts(&self) -> io::Result<Vec<(String, SystemTime)>> {
         Ok(files_in(&self.root.join("uploads"))?
             .into_iter()
             .map(|(name, modified, _)| (name, modified))
             .collect())
     }
 
+    fn publish(&self, temp: &str, key: &BlobKey) -> io::Result<()> {
+        let target = self.blob_path(key);
+        let dir = target.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir)?;
+        match fs::hard_link(self.temp_path(plain(temp)?), &target) {
+            Ok(()) => File::open(dir)?.sync_all(),
+            // Published before (a retried commit): the same bytes.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn open_blob(
         &self,
-        digest: &Digest,
+        key: &BlobKey,
         start: u64,
     ) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
-        let mut file = match File::open(self.blob_path(digest)) {
+        let mut file = match File::open(self.blob_path(key)) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -235,22 +262,23 @@ impl BlobStore for FsStore {
             if !prefix.file_type()?.is_dir() {
                 continue;
             }
-            for (name, modified, size) in files_in(&prefix.path())? {
-                if let Ok(digest) = Digest::parse(&format!("sha256:{name}")) {
+            for (name, _, size) in files_in(&prefix.path())? {
+                let (hex, generation) = name.split_once('.').unwrap_or((&name, ""));
+                if let Ok(digest) = Digest::parse(&format!("sha256:{hex}")) {
+                    let generation = generation.to_owned();
                     found.push(StoredBlob {
-                        digest,
+                        key: BlobKey { digest, generation },
                         size,
-                        modified,
                     });
                 }
             }
         }
-        found.sort_by(|a, b| a.digest.cmp(&b.digest));
+        found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
     }
 
-    fn delete_blob(&self, digest: &Digest) -> io::Result<()> {
-        remove_if_present(&self.blob_path(digest))
+    fn delete_blob(&self, key: &BlobKey) -> io::Result<()> {
+        remove_if_present(&self.blob_path(key))
     }
 }
 
@@ -267,45 +295,69 @@ mod tests {
         (name, digest)
     }
 
+    fn key(digest: &Digest, generation: &str) -> BlobKey {
+        BlobKey {
+            digest: digest.clone(),
+            generation: generation.to_owned(),
+        }
+    }
+
     #[test]
-    fn sealing_makes_the_blob_visible_once() {
+    fn publishing_is_idempotent_and_generations_are_apart() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = FsStore::open(dir.path()).expect("store");
-        let (first, digest) = write_temp(&store, b"rootfs");
-        assert!(
-            store.open_blob(&digest, 0).expect("read").is_none(),
-            "not visible before seal"
-        );
-        store.seal_temp(&first, &digest).expect("seal");
-        let (second, same) = write_temp(&store, b"rootfs");
-        store.seal_temp(&second, &same).expect("dedupe");
-        assert_eq!(store.blobs().expect("list").len(), 1);
-        assert!(files_in(&dir.path().join("tmp")).expect("tmp").is_empty());
-        let (mut reader, size) = store.open_blob(&digest, 2).expect("read").expect("present");
+        let (temp, digest) = write_temp(&store, b"rootfs");
+        let first = key(&digest, "g1");
+        assert!(store.open_blob(&first, 0).expect("read").is_none());
+        store.publish(&temp, &first).expect("publish");
+        store.publish(&temp, &first).expect("again: the same bytes");
+        store
+            .publish(&temp, &key(&digest, "g2"))
+            .expect("another generation");
+        assert_eq!(store.blobs().expect("list").len(), 2);
+        store.delete_blob(&first).expect("delete");
+        let left = store.blobs().expect("list");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].key, key(&digest, "g2"));
+        let (mut reader, size) = store
+            .open_blob(&key(&digest, "g2"), 2)
+            .expect("read")
+            .expect("present");
         let mut rest = String::new();
         reader.read_to_string(&mut rest).expect("bytes");
         assert_eq!((rest.as_str(), size), ("otfs", 6));
     }
 
     #[test]
-    fn uploads_append_at_their_offset() {
+    fn parts_assemble_in_order_up_to_their_recorded_length() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = FsStore::open(dir.path()).expect("store");
-        let (first, _) = write_temp(&store, b"abcXYZ");
-        store.append_temp(&first, "u1", 0).expect("append");
-        // "XYZ" came from an append that was never recorded: resume at 3.
-        let (second, _) = write_temp(&store, b"def");
-        store.append_temp(&second, "u1", 3).expect("append");
-        let mut all = String::new();
-        store
-            .read_upload("u1")
+        let mut parts = Vec::new();
+        // "XYZ" came from a write that was never recorded.
+        for (bytes, length) in [(&b"abcXYZ"[..], 3), (b"def", 3)] {
+            let (name, mut file) = store.create_part("u1").expect("part");
+            file.write_all(bytes).expect("write");
+            file.sync().expect("sync");
+            parts.push((name, length));
+        }
+        let temp = store.assemble(&parts).expect("assemble");
+        let (digest, _, _) = digest_of(&b"abcdef"[..]).expect("hash");
+        store.publish(&temp, &key(&digest, "g")).expect("publish");
+        let (mut reader, _) = store
+            .open_blob(&key(&digest, "g"), 0)
             .expect("read")
-            .read_to_string(&mut all)
-            .expect("bytes");
+            .expect("present");
+        let mut all = String::new();
+        reader.read_to_string(&mut all).expect("bytes");
         assert_eq!(all, "abcdef");
+        let short = [(parts[1].0.clone(), 10)];
         assert!(
-            store.append_temp(&second, "u1", 7).is_err(),
-            "cannot append past the end"
+            store.assemble(&short).is_err(),
+            "a part shorter than recorded"
+        );
+        assert!(
+            store.read_part("../escape", 1).is_err(),
+            "names stay in their folder"
         );
     }
 }

@@ -1,9 +1,16 @@
-//! The artifact store: content-addressed blobs and the partial files of
-//! resumable uploads, behind the `BlobStore` trait so that another backend
-//! (S3-compatible, say) can replace the filesystem without touching handlers.
+//! The artifact store: content-addressed blobs, the bytes being staged for
+//! them, and the parts of resumable uploads, behind the `BlobStore` trait
+//! so that another backend (S3-compatible, say) can replace the filesystem
+//! without touching the use cases.
 //!
 //! The store only keeps bytes; callers hash what they write (`Digest`,
-//! `Sha256`) and decide whether it may become visible (`seal_*`).
+//! `Sha256`) and the database decides what exists. Bytes reach a blob in
+//! three steps, none of them inside a database transaction: stage (a temp
+//! object, synced), verify (the caller compares digests), publish (make the
+//! staged bytes the blob `BlobKey`, idempotently). A blob is named by its
+//! digest *and* a generation the database chose (`blobs.generation`): a
+//! blob that garbage collection removes and a later upload of the same
+//! bytes never share an object, so a late removal cannot hit a fresh copy.
 
 mod fs;
 
@@ -11,7 +18,7 @@ pub use fs::FsStore;
 
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// A blob's name: the SHA-256 of its bytes, written `sha256:<64 hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,47 +59,53 @@ pub trait BlobFile: Write + Send {
     fn sync(&mut self) -> io::Result<()>;
 }
 
+/// One stored copy of a blob: its digest and the generation the database
+/// recorded for it (empty for blobs the first release stored).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobKey {
+    pub digest: Digest,
+    pub generation: String,
+}
+
 /// A blob as found in the store.
 #[derive(Debug, Clone)]
 pub struct StoredBlob {
-    pub digest: Digest,
+    pub key: BlobKey,
     pub size: u64,
-    pub modified: SystemTime,
 }
 
 pub trait BlobStore: Send + Sync {
-    /// A new temporary file for bytes whose digest is not known yet; its name
-    /// is for `seal_temp`/`discard_temp`.
+    /// A new temporary object for bytes whose digest is not known yet; its
+    /// name is for `publish`/`discard_temp`.
     fn create_temp(&self) -> io::Result<(String, Box<dyn BlobFile>)>;
-    /// Makes a synced temporary file the blob `digest`, atomically. A blob
-    /// already there is the same bytes: the temporary file is dropped.
-    fn seal_temp(&self, name: &str, digest: &Digest) -> io::Result<()>;
     fn discard_temp(&self, name: &str) -> io::Result<()>;
-    /// Removes temporary files older than `age` (left by a crash).
-    fn clean_temp(&self, age: std::time::Duration) -> io::Result<usize>;
+    /// Removes temporary objects older than `age` (left by a crash).
+    fn clean_temp(&self, age: Duration) -> io::Result<usize>;
 
-    /// Appends a synced temporary file to an upload's partial file at
-    /// `offset` (created empty when missing; bytes past `offset`, from an
-    /// append that was never recorded, are cut first), and syncs it.
-    fn append_temp(&self, name: &str, upload: &str, offset: u64) -> io::Result<()>;
-    /// The bytes of an upload session so far.
-    fn read_upload(&self, upload: &str) -> io::Result<Box<dyn Read + Send>>;
-    /// Makes the first `length` bytes of an upload's partial file the blob
-    /// `digest` (see `seal_temp`).
-    fn seal_upload(&self, upload: &str, length: u64, digest: &Digest) -> io::Result<()>;
-    fn discard_upload(&self, upload: &str) -> io::Result<()>;
-    /// Upload sessions that have a partial file, with its last change.
-    fn uploads(&self) -> io::Result<Vec<(String, SystemTime)>>;
+    /// A new part of the upload session `upload`: one chunk's bytes, kept
+    /// until the session commits or goes.
+    fn create_part(&self, upload: &str) -> io::Result<(String, Box<dyn BlobFile>)>;
+    /// The first `length` bytes of a part.
+    fn read_part(&self, name: &str, length: u64) -> io::Result<Box<dyn Read + Send>>;
+    /// A new synced temporary object holding the first `length` bytes of
+    /// each part, in order (the session's whole artifact).
+    fn assemble(&self, parts: &[(String, u64)]) -> io::Result<String>;
+    fn discard_part(&self, name: &str) -> io::Result<()>;
+    /// Every part in the store with its last change.
+    fn parts(&self) -> io::Result<Vec<(String, SystemTime)>>;
 
+    /// Makes a synced temporary object the blob `key`. Idempotent: a blob
+    /// already there holds the same bytes. The temporary object stays.
+    fn publish(&self, temp: &str, key: &BlobKey) -> io::Result<()>;
     /// The blob's bytes from `start` on, and its whole size; `None` when the
     /// store does not have it.
     fn open_blob(
         &self,
-        digest: &Digest,
+        key: &BlobKey,
         start: u64,
     ) -> io::Result<Option<(Box<dyn Read + Send>, u64)>>;
     fn blobs(&self) -> io::Result<Vec<StoredBlob>>;
-    fn delete_blob(&self, digest: &Digest) -> io::Result<()>;
+    fn delete_blob(&self, key: &BlobKey) -> io::Result<()>;
 }
 
 /// Hashes a reader to its end.

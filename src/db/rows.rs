@@ -1,6 +1,8 @@
 //! Row structs: one per table, used both to read and to insert.
 
-use super::schema::{blobs, events, images, plans, pointer_moves, projects, snapshots, uploads};
+use super::schema::{
+    blobs, events, images, plans, pointer_moves, projects, snapshots, upload_parts, uploads,
+};
 use crate::status::Status;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -139,7 +141,8 @@ pub struct UploadRow {
     pub updated_at: NaiveDateTime,
 }
 
-/// One stored blob. Commits and garbage collection lock this row, so that
+/// One stored blob: which copy (`generation`) holds its bytes, and when it
+/// was last used. Commits and garbage collection lock this row, so that
 /// collection never removes a blob a commit is about to reference.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = blobs)]
@@ -147,6 +150,18 @@ pub struct BlobRow {
     pub digest: String,
     pub size: i64,
     pub last_used_at: NaiveDateTime,
+    pub generation: String,
+}
+
+/// One staged chunk of an upload session: `length` bytes at `offset_bytes`,
+/// held by the store's part `name`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = upload_parts)]
+pub struct UploadPartRow {
+    pub upload_id: String,
+    pub offset_bytes: i64,
+    pub length: i64,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -90,6 +90,16 @@ diesel::table! {
         digest -> Text,
         size -> BigInt,
         last_used_at -> Timestamp,
+        generation -> Text,
+    }
+}
+
+diesel::table! {
+    upload_parts (upload_id, offset_bytes) {
+        upload_id -> Text,
+        offset_bytes -> BigInt,
+        length -> BigInt,
+        name -> Text,
     }
 }
 
@@ -134,5 +144,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     blobs,
     tokens,
     token_projects,
-    pointer_moves
+    pointer_moves,
+    upload_parts
 );

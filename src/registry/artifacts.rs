@@ -1,25 +1,66 @@
-//! Committing an image's artifact: the blob becomes visible and referenced
-//! in one transaction, which also records the `image.artifact` event. Lock
-//! order: the snapshot, then the upload, then the blob row (which garbage
-//! collection locks too, so it never removes a blob a commit still needs).
+//! Image artifacts: monolithic uploads, resumable sessions, commits. The
+//! handler streams a request body into a staged object of the store and
+//! hands it here; these use cases verify, publish and record it.
+//!
+//! No file I/O happens inside a database transaction. A commit is:
+//!
+//! 1. verify the staged bytes' digest (outside any transaction);
+//! 2. pin the blob row (`pin_blob`, one short transaction): create it with
+//!    a new generation, or renew its `last_used_at`, which keeps garbage
+//!    collection off it for the grace period;
+//! 3. publish the staged bytes as that generation (idempotent);
+//! 4. reference it (`reference`, one transaction): under the snapshot's
+//!    lock re-check the image, close the upload session, check the blob
+//!    row still has that generation, point the image at the artifact and
+//!    record the event. If gc removed the row between 2 and 4 (only
+//!    possible when the grace period is shorter than the commit), start
+//!    again at 2 with a new generation.
+//! 5. remove the staged bytes.
+//!
+//! Lock order in 4: the snapshot, then the upload, then the blob row (gc
+//! locks only blob rows, one per transaction).
 
-use super::{events, lookup, uploads, Actor, Change};
-use crate::blobs::Digest;
-use crate::db::rows::{BlobRow, ImageRow};
+use super::uploads::{self, UploadHashes};
+use super::{events, lookup, Actor, Change};
+use crate::blobs::{BlobKey, BlobStore, Digest};
+use crate::db::rows::{BlobRow, ImageRow, UploadRow};
 use crate::db::schema::{blobs, images};
-use crate::db::{write_tx, DbConn};
+use crate::db::{write_tx, DbConn, Unique};
 use crate::error::{Error, Result};
 use crate::status::Status;
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use sha2::{Digest as _, Sha256};
+use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// What was uploaded.
-#[derive(Debug, Clone)]
-pub struct NewArtifact {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
+pub const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// How many times a commit pins and publishes before it gives up on a
+/// garbage collection that keeps removing its fresh blob row.
+const PUBLISH_ATTEMPTS: u32 = 3;
+
+/// What the artifact use cases need besides a database connection.
+pub struct Artifacts {
+    pub store: Arc<dyn BlobStore>,
+    pub hashes: UploadHashes,
+    /// Upload sessions idle longer than this are gone.
+    pub upload_expiry: Duration,
+}
+
+/// A request body received into the store: a temporary object (`put`) or
+/// a part (`append`), with its length and, if known, its running hash.
+pub struct Staged {
+    pub name: String,
+    pub length: u64,
+    pub hasher: Option<Sha256>,
+}
+
+/// What a commit records about the bytes.
+struct NewArtifact {
+    digest: Digest,
+    size: i64,
+    media_type: String,
 }
 
 /// The image, if it may take an artifact now: `unknown` or `pending`.
@@ -39,44 +80,289 @@ fn ensure_writable(image: &ImageRow) -> Result<()> {
     }
 }
 
-/// The upload session a commit finishes, and where it must still be.
-pub struct FinishedUpload<'a> {
-    pub id: &'a str,
-    pub offset: u64,
-    pub expiry: Duration,
+fn store_error(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Internal(format!("blob store, {what}: {e}"))
 }
 
-/// One transaction: re-checks the image under its snapshot's lock, closes
-/// the upload session (if any), pins the blob row, runs `seal` (which makes
-/// the bytes visible in the store), and points the image at the artifact.
-pub fn commit_artifact(
+fn mismatch(length: u64, actual: &Digest, expected: &Digest) -> Error {
+    Error::DigestMismatch(format!(
+        "the {length} bytes received hash to {actual}, not {expected}"
+    ))
+}
+
+impl Artifacts {
+    /// `PUT /v1/images/{image}/artifact?digest=`: the body is staged as a
+    /// temporary object, hashed while it streamed.
+    pub fn put(
+        &self,
+        conn: &mut DbConn,
+        actor: &Actor,
+        image_id: &str,
+        staged: Staged,
+        expected: Digest,
+        media_type: Option<String>,
+    ) -> Result<ImageRow> {
+        let actual = Digest::of_hasher(staged.hasher.clone().unwrap_or_default());
+        let result = if actual != expected {
+            Err(mismatch(staged.length, &actual, &expected))
+        } else {
+            let artifact = NewArtifact {
+                digest: expected,
+                size: size(staged.length)?,
+                media_type: media_type.unwrap_or_else(|| DEFAULT_MEDIA_TYPE.to_owned()),
+            };
+            self.publish_and_reference(conn, actor, image_id, &artifact, &staged.name, None)
+        };
+        self.store
+            .discard_temp(&staged.name)
+            .map_err(store_error("removing a staged upload"))?;
+        result
+    }
+
+    /// `PATCH /v1/uploads/{upload}` (and a commit's last chunk): records a
+    /// staged part at the session's offset, or removes it when the session
+    /// moved on, the body was empty, or it did not have the `announced`
+    /// length.
+    pub fn append(
+        &self,
+        conn: &mut DbConn,
+        upload: &UploadRow,
+        part: Staged,
+        announced: Option<u64>,
+    ) -> Result<UploadRow> {
+        let from = upload.offset_bytes.max(0) as u64;
+        let recorded = match announced {
+            Some(announced) if announced != part.length => Err(Error::BadRequest(format!(
+                "Content-Range announced {announced} bytes, the body had {}",
+                part.length
+            ))),
+            _ if part.length == 0 => Ok(upload.clone()),
+            _ => uploads::record_part(
+                conn,
+                &upload.id,
+                from,
+                part.length,
+                &part.name,
+                self.upload_expiry,
+            ),
+        };
+        if !matches!(&recorded, Ok(u) if u.offset_bytes as u64 > from) {
+            self.store
+                .discard_part(&part.name)
+                .map_err(store_error("removing an unrecorded chunk"))?;
+        }
+        let upload = recorded?;
+        if let Some(hasher) = part.hasher {
+            self.hashes
+                .put(&upload.id, upload.offset_bytes as u64, hasher);
+        }
+        Ok(upload)
+    }
+
+    /// The running hash a chunk appended at `offset` continues, if this
+    /// process has it (always at 0).
+    pub fn hasher_at(&self, upload: &UploadRow) -> Option<Sha256> {
+        match upload.offset_bytes {
+            0 => Some(Sha256::new()),
+            offset => self.hashes.take(&upload.id, offset as u64),
+        }
+    }
+
+    /// `PUT /v1/uploads/{upload}?digest=`: the session's parts become the
+    /// image's artifact. On a digest mismatch the session stays (the client
+    /// may have named the wrong digest).
+    pub fn commit(
+        &self,
+        conn: &mut DbConn,
+        actor: &Actor,
+        upload: &UploadRow,
+        expected: Digest,
+        media_type: Option<String>,
+    ) -> Result<ImageRow> {
+        let offset = upload.offset_bytes.max(0) as u64;
+        let parts = uploads::parts_of(conn, &upload.id)?;
+        let hasher = match self.hashes.take(&upload.id, offset) {
+            Some(hasher) => hasher,
+            None => self.hash_parts(&parts)?,
+        };
+        let actual = Digest::of_hasher(hasher.clone());
+        if actual != expected {
+            self.hashes.put(&upload.id, offset, hasher);
+            return Err(mismatch(offset, &actual, &expected));
+        }
+        let artifact = NewArtifact {
+            digest: expected,
+            size: size(offset)?,
+            media_type: media_type
+                .or_else(|| upload.media_type.clone())
+                .unwrap_or_else(|| DEFAULT_MEDIA_TYPE.to_owned()),
+        };
+        let temp = self
+            .store
+            .assemble(&parts)
+            .map_err(store_error("assembling an upload's parts"))?;
+        let finished = Some((upload.id.as_str(), offset));
+        let result =
+            self.publish_and_reference(conn, actor, &upload.image_id, &artifact, &temp, finished);
+        self.store
+            .discard_temp(&temp)
+            .map_err(store_error("removing an assembled upload"))?;
+        if result.is_ok() {
+            self.discard_parts(parts.into_iter().map(|(name, _)| name))?;
+        }
+        result
+    }
+
+    /// `DELETE /v1/uploads/{upload}`.
+    pub fn abandon(&self, conn: &mut DbConn, reference: &str) -> Result<()> {
+        let parts = uploads::delete_upload(conn, reference, self.upload_expiry)?;
+        if let Some(id) = crate::input::parse_id(reference) {
+            self.hashes.forget(&id);
+        }
+        self.discard_parts(parts)
+    }
+
+    pub fn discard_parts(&self, parts: impl IntoIterator<Item = String>) -> Result<()> {
+        for part in parts {
+            self.store
+                .discard_part(&part)
+                .map_err(store_error("removing an upload's part"))?;
+        }
+        Ok(())
+    }
+
+    fn hash_parts(&self, parts: &[(String, u64)]) -> Result<Sha256> {
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        for (name, length) in parts {
+            let mut reader = self
+                .store
+                .read_part(name, *length)
+                .map_err(store_error("reading an upload's part"))?;
+            loop {
+                let n = reader
+                    .read(&mut buffer)
+                    .map_err(store_error("reading an upload's part"))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+            }
+        }
+        Ok(hasher)
+    }
+
+    /// Steps 2–4 of the module's commit (the staged temp stays).
+    fn publish_and_reference(
+        &self,
+        conn: &mut DbConn,
+        actor: &Actor,
+        image_id: &str,
+        artifact: &NewArtifact,
+        temp: &str,
+        upload: Option<(&str, u64)>,
+    ) -> Result<ImageRow> {
+        for _ in 0..PUBLISH_ATTEMPTS {
+            let generation = pin_blob(conn, &artifact.digest, artifact.size)?;
+            let key = BlobKey {
+                digest: artifact.digest.clone(),
+                generation: generation.clone(),
+            };
+            self.store
+                .publish(temp, &key)
+                .map_err(store_error("publishing a blob"))?;
+            let expiry = self.upload_expiry;
+            match reference(conn, actor, image_id, artifact, &generation, upload, expiry)? {
+                Some(image) => return Ok(image),
+                None => log::info!("blob {} was collected during its commit; again", key.digest),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "garbage collection removed blob {} during its commit {PUBLISH_ATTEMPTS} times",
+            artifact.digest
+        )))
+    }
+}
+
+fn size(length: u64) -> Result<i64> {
+    i64::try_from(length).map_err(|_| Error::BadRequest("artifact too large".into()))
+}
+
+/// Creates the blob's row with a new generation, or renews its last use;
+/// returns the generation that holds (or is to hold) its bytes.
+fn pin_blob(conn: &mut DbConn, digest: &Digest, size: i64) -> Result<String> {
+    write_tx(conn, |conn| {
+        let now = super::now();
+        let row = BlobRow {
+            digest: digest.to_string(),
+            size,
+            last_used_at: now,
+            generation: uuid::Uuid::now_v7().simple().to_string(),
+        };
+        let renew = blobs::last_used_at.eq(now);
+        match conn {
+            DbConn::Pg(c) => diesel::insert_into(blobs::table)
+                .values(&row)
+                .on_conflict(blobs::digest)
+                .do_update()
+                .set(renew)
+                .execute(c)?,
+            DbConn::Sqlite(c) => diesel::insert_into(blobs::table)
+                .values(&row)
+                .on_conflict(blobs::digest)
+                .do_update()
+                .set(renew)
+                .execute(c)?,
+        };
+        Ok(blobs::table
+            .find(&row.digest)
+            .select(blobs::generation)
+            .unique(conn)?
+            .unwrap_or(row.generation))
+    })
+}
+
+/// The blob row under its lock (garbage collection takes the same lock).
+pub fn lock_blob(conn: &mut DbConn, digest: &str) -> Result<Option<BlobRow>> {
+    let query = blobs::table.find(digest);
+    Ok(match conn {
+        DbConn::Pg(c) => query.select(BlobRow::as_select()).for_update().unique(c)?,
+        DbConn::Sqlite(c) => query.select(BlobRow::as_select()).unique(c)?,
+    })
+}
+
+/// Points the image at the published blob, in one transaction with the
+/// session's end and the event. `None`: the blob row no longer has
+/// `generation` (collected meanwhile), nothing was written.
+fn reference(
     conn: &mut DbConn,
     actor: &Actor,
     image_id: &str,
     artifact: &NewArtifact,
-    upload: Option<FinishedUpload>,
-    seal: impl FnOnce() -> std::io::Result<()>,
-) -> Result<ImageRow> {
-    let mut seal = Some(seal);
+    generation: &str,
+    upload: Option<(&str, u64)>,
+    expiry: Duration,
+) -> Result<Option<ImageRow>> {
     write_tx(conn, |conn| {
         let found = lookup::image(conn, image_id)?;
         lookup::lock_snapshot(conn, &found.snapshot_id)?;
         let mut image = lookup::image(conn, image_id)?;
         ensure_writable(&image)?;
-        if let Some(upload) = &upload {
-            uploads::finish(conn, upload.id, upload.offset, upload.expiry)?;
+        if let Some((id, offset)) = upload {
+            uploads::finish(conn, id, offset, expiry)?;
+        }
+        let digest = artifact.digest.to_string();
+        match lock_blob(conn, &digest)? {
+            Some(blob) if blob.generation == generation => {}
+            _ => return Ok(None),
         }
         let change = Change::new(actor);
-        let size = i64::try_from(artifact.size)
-            .map_err(|_| Error::BadRequest("artifact too large".into()))?;
-        pin_blob(conn, &artifact.digest, size, change.now)?;
-        let seal = seal
-            .take()
-            .ok_or_else(|| Error::Internal("a commit cannot run twice".into()))?;
-        seal().map_err(|e| Error::Internal(format!("sealing blob {}: {e}", artifact.digest)))?;
+        diesel::update(blobs::table.find(&digest))
+            .set(blobs::last_used_at.eq(change.now))
+            .execute(conn)?;
         let previous = image.artifact_digest.clone();
-        image.artifact_digest = Some(artifact.digest.to_string());
-        image.artifact_size = Some(size);
+        image.artifact_digest = Some(digest);
+        image.artifact_size = Some(artifact.size);
         image.artifact_media_type = Some(artifact.media_type.clone());
         image.artifact_uploaded_at = Some(change.now);
         image.updated_at = change.now;
@@ -93,31 +379,18 @@ pub fn commit_artifact(
             conn,
             &[change.artifact_event(&image, previous, &artifact.digest)],
         )?;
-        Ok(image)
+        Ok(Some(image))
     })
 }
 
-/// Creates or renews the blob's row and holds its lock until commit.
-pub fn pin_blob(conn: &mut DbConn, digest: &Digest, size: i64, now: NaiveDateTime) -> Result<()> {
-    let row = BlobRow {
-        digest: digest.to_string(),
-        size,
-        last_used_at: now,
-    };
-    let renew = blobs::last_used_at.eq(now);
-    match conn {
-        DbConn::Pg(c) => diesel::insert_into(blobs::table)
-            .values(&row)
-            .on_conflict(blobs::digest)
-            .do_update()
-            .set(renew)
-            .execute(c)?,
-        DbConn::Sqlite(c) => diesel::insert_into(blobs::table)
-            .values(&row)
-            .on_conflict(blobs::digest)
-            .do_update()
-            .set(renew)
-            .execute(c)?,
-    };
-    Ok(())
+/// Where an image's artifact is stored: its blob's current copy.
+pub fn blob_of(conn: &mut DbConn, digest: &str) -> Result<Option<BlobKey>> {
+    let generation: Option<String> = blobs::table
+        .find(digest)
+        .select(blobs::generation)
+        .unique(conn)?;
+    Ok(match (Digest::parse(digest), generation) {
+        (Ok(digest), Some(generation)) => Some(BlobKey { digest, generation }),
+        _ => None,
+    })
 }

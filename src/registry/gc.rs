@@ -1,18 +1,23 @@
-//! Garbage collection: expired upload sessions, leftover temporary files,
-//! and blobs no image references. A blob is removed only when it has been
-//! unused for the grace period, and only under its blob row's lock — the
-//! lock a commit of the same digest takes before it links the blob — so a
-//! commit that found the blob already there can never lose it.
+//! Garbage collection: expired upload sessions and their parts, leftover
+//! staged objects, and blobs no image references. The database decides;
+//! the store's objects are removed only after the transaction that decided
+//! committed, never inside it.
+//!
+//! A blob row is removed when, under its lock (the lock a commit takes
+//! before it references the blob), nothing references it and it was not
+//! used within the grace period; then its object goes. Objects whose
+//! `(digest, generation)` has no row are garbage too: a row is always
+//! created before its object is published and is never re-created with
+//! the same generation, so such an object can only be left over from a
+//! collection or commit that stopped half-way.
 
+use super::artifacts::lock_blob;
 use super::uploads::idle_cutoff;
-use crate::blobs::{BlobStore, Digest};
-use crate::db::rows::BlobRow;
-use crate::db::schema::{blobs, images, uploads};
-use crate::db::Unique;
+use crate::blobs::{BlobKey, BlobStore, Digest};
+use crate::db::schema::{blobs, images, upload_parts, uploads};
 use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::metrics::METRICS;
-use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -42,22 +47,31 @@ pub fn collect_garbage(
 ) -> Result<GcReport> {
     let mut report = GcReport {
         uploads_expired: expire_uploads(conn, store, settings.upload_expiry)?,
-        // A temporary file is written to while its upload streams, so only
-        // one idle as long as an upload session may be is dead.
+        // A staged object is written to while its body streams, so only one
+        // idle as long as an upload session may be is dead.
         temp_files_removed: store
             .clean_temp(settings.upload_expiry)
             .map_err(io_error("cleaning temporary files"))?,
         ..GcReport::default()
     };
-    let cutoff = SystemTime::now() - settings.grace;
-    for blob in store.blobs().map_err(io_error("listing blobs"))? {
-        if blob.modified <= cutoff
-            && delete_if_unused(conn, store, &blob.digest, blob.modified, settings.grace)?
-        {
+    let cutoff =
+        super::now() - chrono::Duration::from_std(settings.grace).unwrap_or(chrono::Duration::MAX);
+    let candidates: Vec<String> = blobs::table
+        .filter(blobs::last_used_at.lt(cutoff))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            images::table.filter(images::artifact_digest.eq(blobs::digest.nullable())),
+        )))
+        .select(blobs::digest)
+        .load(conn)?;
+    for digest in candidates {
+        if let Some(key) = remove_if_unused(conn, &digest, cutoff)? {
+            store
+                .delete_blob(&key)
+                .map_err(io_error("deleting a blob"))?;
             report.blobs_deleted += 1;
         }
     }
-    forget_missing_blobs(conn, store)?;
+    report.blobs_deleted += delete_orphan_objects(conn, store)?;
     let deleted = &METRICS.gc_deletions;
     deleted
         .with_label_values(&["blob"])
@@ -71,121 +85,95 @@ pub fn collect_garbage(
     Ok(report)
 }
 
+/// Deletes the blob's row if, under its lock, nothing references it and it
+/// was not used since `cutoff`; returns the copy whose object is now garbage.
+fn remove_if_unused(
+    conn: &mut DbConn,
+    digest: &str,
+    cutoff: chrono::NaiveDateTime,
+) -> Result<Option<BlobKey>> {
+    write_tx(conn, |conn| {
+        let Some(row) = lock_blob(conn, digest)? else {
+            return Ok(None);
+        };
+        let referenced: i64 = images::table
+            .filter(images::artifact_digest.eq(digest))
+            .count()
+            .get_result(conn)?;
+        if referenced > 0 || row.last_used_at >= cutoff {
+            return Ok(None);
+        }
+        diesel::delete(blobs::table.find(digest)).execute(conn)?;
+        Ok(Digest::parse(digest).ok().map(|digest| BlobKey {
+            digest,
+            generation: row.generation,
+        }))
+    })
+}
+
+/// Objects in the store that no blob row names (see the top).
+fn delete_orphan_objects(conn: &mut DbConn, store: &dyn BlobStore) -> Result<usize> {
+    // Listed before the rows are read: a row is committed before its object
+    // exists, so every listed object that has a row finds it below.
+    let objects = store.blobs().map_err(io_error("listing blobs"))?;
+    let rows: HashSet<(String, String)> = blobs::table
+        .select((blobs::digest, blobs::generation))
+        .load(conn)?
+        .into_iter()
+        .collect();
+    let mut deleted = 0;
+    for object in objects {
+        let key = (object.key.digest.to_string(), object.key.generation.clone());
+        if !rows.contains(&key) {
+            store
+                .delete_blob(&object.key)
+                .map_err(io_error("deleting an orphaned blob"))?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Removes sessions idle past `expiry` (their part rows cascade), then
+/// their parts' objects and any part no session records that is as idle.
 fn expire_uploads(
     conn: &mut DbConn,
     store: &dyn BlobStore,
     expiry: Duration,
 ) -> Result<Vec<String>> {
     let cutoff = idle_cutoff(expiry);
-    let expired: Vec<String> = write_tx(conn, |conn| {
+    let (expired, parts): (Vec<String>, Vec<String>) = write_tx(conn, |conn| {
         let ids: Vec<String> = uploads::table
             .filter(uploads::updated_at.lt(cutoff))
             .select(uploads::id)
             .load(conn)?;
+        let parts: Vec<String> = upload_parts::table
+            .filter(upload_parts::upload_id.eq_any(&ids))
+            .select(upload_parts::name)
+            .load(conn)?;
         diesel::delete(uploads::table.filter(uploads::id.eq_any(&ids))).execute(conn)?;
-        Ok::<_, Error>(ids)
+        Ok((ids, parts))
     })?;
-    let live: HashSet<String> = uploads::table
-        .select(uploads::id)
+    for name in parts {
+        store
+            .discard_part(&name)
+            .map_err(io_error("removing an upload part"))?;
+    }
+    // Listed before the rows are read, as above; a part being written has
+    // no row yet, but is not idle either.
+    let objects = store.parts().map_err(io_error("listing upload parts"))?;
+    let recorded: HashSet<String> = upload_parts::table
+        .select(upload_parts::name)
         .load(conn)?
         .into_iter()
         .collect();
     let file_cutoff = SystemTime::now() - expiry;
-    for (id, modified) in store.uploads().map_err(io_error("listing uploads"))? {
-        // A partial file without a live session, once it is idle too.
-        if !live.contains(&id) && (expired.contains(&id) || modified <= file_cutoff) {
+    for (name, modified) in objects {
+        if !recorded.contains(&name) && modified <= file_cutoff {
             store
-                .discard_upload(&id)
-                .map_err(io_error("removing an upload"))?;
+                .discard_part(&name)
+                .map_err(io_error("removing an upload part"))?;
         }
     }
     Ok(expired)
-}
-
-/// Removes the blob if, under its row lock, nothing references it and it
-/// has not been used within the grace period.
-fn delete_if_unused(
-    conn: &mut DbConn,
-    store: &dyn BlobStore,
-    digest: &Digest,
-    modified: SystemTime,
-    grace: Duration,
-) -> Result<bool> {
-    let name = digest.to_string();
-    let file_time: NaiveDateTime = DateTime::<Utc>::from(modified).naive_utc();
-    let cutoff = super::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-    write_tx(conn, |conn| {
-        // A blob without a row (a commit that never finished) gets one, so
-        // that there is a row to lock.
-        insert_blob_row(conn, &name, file_time)?;
-        let Some(row) = lock_blob(conn, &name)? else {
-            return Ok(false);
-        };
-        let referenced = references(conn, &name)?;
-        if referenced > 0 || row.last_used_at > cutoff {
-            return Ok(false);
-        }
-        store
-            .delete_blob(digest)
-            .map_err(io_error("deleting a blob"))?;
-        diesel::delete(blobs::table.find(&name)).execute(conn)?;
-        Ok(true)
-    })
-}
-
-/// Adds a row for a blob file that has none; an existing row is left as is.
-fn insert_blob_row(conn: &mut DbConn, digest: &str, last_used_at: NaiveDateTime) -> Result<()> {
-    let row = BlobRow {
-        digest: digest.to_owned(),
-        size: 0,
-        last_used_at,
-    };
-    let insert = diesel::insert_into(blobs::table).values(row);
-    match conn {
-        DbConn::Pg(c) => insert.on_conflict_do_nothing().execute(c)?,
-        DbConn::Sqlite(c) => insert.on_conflict_do_nothing().execute(c)?,
-    };
-    Ok(())
-}
-
-/// How many images point at the blob.
-fn references(conn: &mut DbConn, digest: &str) -> Result<i64> {
-    Ok(images::table
-        .filter(images::artifact_digest.eq(digest))
-        .count()
-        .get_result(conn)?)
-}
-
-fn lock_blob(conn: &mut DbConn, digest: &str) -> Result<Option<BlobRow>> {
-    let query = blobs::table.find(digest);
-    Ok(match conn {
-        DbConn::Pg(c) => query.select(BlobRow::as_select()).for_update().unique(c)?,
-        DbConn::Sqlite(c) => query.select(BlobRow::as_select()).unique(c)?,
-    })
-}
-
-/// Blob rows whose file is gone and that nothing references.
-fn forget_missing_blobs(conn: &mut DbConn, store: &dyn BlobStore) -> Result<()> {
-    let present: HashSet<String> = store
-        .blobs()
-        .map_err(io_error("listing blobs"))?
-        .into_iter()
-        .map(|b| b.digest.to_string())
-        .collect();
-    let rows: Vec<String> = blobs::table.select(blobs::digest).load(conn)?;
-    for digest in rows.into_iter().filter(|d| !present.contains(d)) {
-        write_tx(conn, |conn| {
-            if lock_blob(conn, &digest)?.is_none() {
-                return Ok(());
-            }
-            let referenced = references(conn, &digest)?;
-            // A commit links the file before it commits; no file now and no
-            // reference means the row is stale.
-            if referenced == 0 && !present.contains(&digest) {
-                diesel::delete(blobs::table.find(&digest)).execute(conn)?;
-            }
-            Ok::<_, Error>(())
-        })?;
-    }
-    Ok(())
 }

@@ -1,18 +1,50 @@
 //! Upload sessions: rows that say how many bytes of an image's artifact
-//! arrived so far. The bytes are in the blob store's partial file; they are
-//! appended only under the session row's lock, so `[0, offset)` never
-//! changes once recorded.
+//! arrived so far, and the staged parts that hold them. A part is recorded
+//! only under the session row's lock and only at the session's offset, so
+//! `[0, offset)` never changes once recorded and two clients racing on one
+//! session cannot interleave bytes (the loser gets `416`).
 
 use super::{artifacts, new_id, now};
-use crate::db::rows::UploadRow;
-use crate::db::schema::uploads;
+use crate::db::rows::{UploadPartRow, UploadRow};
+use crate::db::schema::{upload_parts, uploads};
 use crate::db::Unique;
 use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::input::parse_id;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// Running SHA-256 states of sessions, by id and the offset they cover, so
+/// that a commit does not re-read what this process already hashed. After a
+/// restart (or on another replica) the commit hashes the parts instead.
+#[derive(Default)]
+pub struct UploadHashes(Mutex<HashMap<String, (u64, Sha256)>>);
+
+impl UploadHashes {
+    pub fn take(&self, id: &str, offset: u64) -> Option<Sha256> {
+        let mut map = self.0.lock().ok()?;
+        match map.remove(id) {
+            Some((at, hasher)) if at == offset => Some(hasher),
+            _ => None,
+        }
+    }
+
+    pub fn put(&self, id: &str, offset: u64, hasher: Sha256) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(id.to_owned(), (offset, hasher));
+        }
+    }
+
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(id);
+        }
+    }
+}
 
 /// Starts a session for an image that may take an artifact.
 pub fn start_upload(
@@ -81,26 +113,31 @@ pub fn ensure_offset(upload: &UploadRow, offset: u64) -> Result<()> {
     Ok(())
 }
 
-/// Appends under the row lock: `append` writes the bytes after `from`; the
-/// new offset is recorded only if it succeeds.
-pub fn append(
+/// Records a staged part at `from` and moves the session's offset past it,
+/// if the session is still at `from`.
+pub fn record_part(
     conn: &mut DbConn,
     id: &str,
     from: u64,
     length: u64,
+    part: &str,
     expiry: Duration,
-    append: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<UploadRow> {
-    let mut append = Some(append);
+    let too_large = || Error::BadRequest("upload too large".into());
+    let offset = i64::try_from(from).map_err(|_| too_large())?;
+    let length = i64::try_from(length).map_err(|_| too_large())?;
     write_tx(conn, |conn| {
         let mut upload = lock_upload(conn, id, expiry)?;
         ensure_offset(&upload, from)?;
-        let append = append
-            .take()
-            .ok_or_else(|| Error::Internal("an append cannot run twice".into()))?;
-        append().map_err(|e| Error::Internal(format!("appending to upload {id}: {e}")))?;
-        upload.offset_bytes = i64::try_from(from + length)
-            .map_err(|_| Error::BadRequest("upload too large".into()))?;
+        diesel::insert_into(upload_parts::table)
+            .values(UploadPartRow {
+                upload_id: upload.id.clone(),
+                offset_bytes: offset,
+                length,
+                name: part.to_owned(),
+            })
+            .execute(conn)?;
+        upload.offset_bytes = offset.checked_add(length).ok_or_else(too_large)?;
         upload.updated_at = now();
         diesel::update(uploads::table.find(id))
             .set((
@@ -112,17 +149,33 @@ pub fn append(
     })
 }
 
-/// Deletes the session row; the caller removes the partial file.
-pub fn delete_upload(conn: &mut DbConn, reference: &str, expiry: Duration) -> Result<()> {
+/// The session's parts in order, as `(name, length)`.
+pub fn parts_of(conn: &mut DbConn, id: &str) -> Result<Vec<(String, u64)>> {
+    let rows: Vec<(String, i64)> = upload_parts::table
+        .filter(upload_parts::upload_id.eq(id))
+        .order(upload_parts::offset_bytes.asc())
+        .select((upload_parts::name, upload_parts::length))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, length)| (name, length.max(0) as u64))
+        .collect())
+}
+
+/// Deletes the session and its part rows; returns the parts' names, whose
+/// objects the caller removes after the transaction.
+pub fn delete_upload(conn: &mut DbConn, reference: &str, expiry: Duration) -> Result<Vec<String>> {
     write_tx(conn, |conn| {
         let upload = get_upload(conn, reference, expiry)?;
+        let upload = lock_upload(conn, &upload.id, expiry)?;
+        let parts = parts_of(conn, &upload.id)?;
         diesel::delete(uploads::table.find(&upload.id)).execute(conn)?;
-        Ok(())
+        Ok(parts.into_iter().map(|(name, _)| name).collect())
     })
 }
 
 /// Inside a commit transaction: the session must still be at `offset`, and
-/// goes away with the commit.
+/// goes away with the commit (its part rows cascade).
 pub fn finish(conn: &mut DbConn, id: &str, offset: u64, expiry: Duration) -> Result<()> {
     let upload = lock_upload(conn, id, expiry)?;
     ensure_offset(&upload, offset)?;

@@ -53,7 +53,15 @@ async fn gc_removes_unreferenced_blobs_after_the_grace_period() {
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
     let left = files_under(&app.blob_dir().join("sha256"));
     assert_eq!(left.len(), 1);
-    assert!(left[0].ends_with(&digest(&new)["sha256:".len()..]));
+    // Named by digest and the generation of its row: `<hex>.<generation>`.
+    let name = left[0]
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let hex = &digest(&new)["sha256:".len()..];
+    assert!(
+        name.is_some_and(|n| n.starts_with(&format!("{hex}."))),
+        "{left:?}"
+    );
     assert!(download(&app, &image, &[]).await.body == new);
     assert_eq!(gc(&app).await.blobs_deleted, 0, "a referenced blob stays");
 }
@@ -163,4 +171,35 @@ async fn serve_collects_garbage_periodically() {
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(download(&app, &image, &[]).await.body == new);
+}
+
+/// Objects the database does not record are garbage: a blob copy whose row
+/// names another generation (left by a collection or commit that stopped
+/// half-way), and a part no session records once it is as idle as a
+/// session may be. Recorded ones stay.
+#[actix_rt::test]
+async fn gc_removes_objects_the_database_does_not_record() {
+    let app = TestApp::spawn_with(|c| c.upload_expiry = Duration::from_secs(1)).await;
+    let image = pending_image(&app).await;
+    let body = bytes(5000, 28);
+    put_artifact(&app, &image, &body, &digest(&body)).await;
+    let blob = files_under(&app.blob_dir().join("sha256"))[0].clone();
+    let stray = blob.with_extension("0000000000000000000000000000dead");
+    std::fs::copy(&blob, &stray).expect("a stray copy");
+    let stray_part = app.blob_dir().join("uploads").join("crashed.part");
+    std::fs::write(&stray_part, b"half a chunk").expect("a stray part");
+    let report = gc(&app).await;
+    assert_eq!(report.blobs_deleted, 1, "{report:?}");
+    assert!(!stray.exists() && blob.exists());
+    assert!(download(&app, &image, &[]).await.body == body);
+    // The part is younger than the upload expiry: it may still be streaming.
+    assert!(stray_part.exists());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stray_part.exists() {
+        assert!(std::time::Instant::now() < deadline, "the part stayed");
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        gc(&app).await;
+    }
+    let (code, out) = fsck(&app);
+    assert_eq!(code, 0, "{out}");
 }

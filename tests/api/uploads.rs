@@ -239,3 +239,45 @@ async fn idle_sessions_expire() {
     assert_eq!(report.uploads_expired, vec![upload]);
     assert!(files_under(&app.blob_dir().join("uploads")).is_empty());
 }
+
+/// Clients racing chunks at one offset of one session: exactly one is
+/// recorded, the others are told the offset moved, no bytes interleave, and
+/// what the losers sent is not kept.
+#[actix_rt::test]
+async fn chunks_racing_on_one_session_record_exactly_one() {
+    let app = TestApp::spawn().await;
+    let image = pending_image(&app).await;
+    for trial in 0..5u8 {
+        let upload = upload_id(&start(&app, &image).await);
+        let head = bytes(10_000, 40 + trial);
+        chunk(&app, &upload, 0, &head).await.assert_status(202);
+        let contenders: Vec<Vec<u8>> = (0..4).map(|n| bytes(50_000, 60 + n)).collect();
+        let replies = futures::future::join_all(
+            contenders
+                .iter()
+                .map(|body| chunk(&app, &upload, head.len(), body)),
+        )
+        .await;
+        let winners: Vec<usize> = (0..replies.len())
+            .filter(|&n| replies[n].status == 202)
+            .collect();
+        assert_eq!(winners.len(), 1, "trial {trial}: {replies:?}");
+        for reply in &replies {
+            if reply.status != 202 {
+                reply.assert_error(416, "invalid_range");
+            }
+        }
+        let whole = [head.as_slice(), contenders[winners[0]].as_slice()].concat();
+        commit(&app, &upload, &digest(&whole), None)
+            .await
+            .assert_status(201);
+        assert!(
+            download(&app, &image, &[]).await.body == whole,
+            "trial {trial}"
+        );
+        assert!(
+            files_under(&app.blob_dir().join("uploads")).is_empty(),
+            "trial {trial}: the losers' parts are gone"
+        );
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE upload_parts;
+ALTER TABLE blobs DROP COLUMN generation;
