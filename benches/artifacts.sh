@@ -27,9 +27,12 @@ cat "$file" >/dev/null # warm the page cache, as the upload will find it
 sha_s=$(for _ in 1 2 3; do seconds sha256sum "$file"; done | sort -g | head -n 1)
 digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
 
-SNAPREG_DATA_DIR="$work/data" RUST_LOG=warn target/release/snapreg serve --bind "127.0.0.1:$PORT" &
+TOKEN="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+SNAPREG_ADMIN_TOKEN="$TOKEN" SNAPREG_DATA_DIR="$work/data" RUST_LOG=warn target/release/snapreg serve --bind "127.0.0.1:$PORT" &
 server=$!
 B="http://127.0.0.1:$PORT"
+# Every request sends the admin token.
+curl() { command curl -H "Authorization: Bearer $TOKEN" "$@"; }
 for _ in $(seq 1 50); do curl -sf "$B/healthz" >/dev/null && break; sleep 0.1; done
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$server/status"; }
 hwm() { awk '/^VmHWM/ { print $2 }' "/proc/$server/status"; }

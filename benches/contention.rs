@@ -15,6 +15,11 @@
 //!    auto_promote. With `--restart`, the command (e.g. `pg_ctlcluster 15
 //!    main restart`) runs a third of the way in.
 //!
+//! 3. with `--forced N` (PostgreSQL), N requests made to lose a deadlock on
+//!    purpose, each timed against the same request uncontended: what a
+//!    retry costs. The request holds a snapshot and waits for its project,
+//!    which this driver holds, then asks for the snapshot.
+//!
 //! Then it checks the invariants in the database: the current snapshot is
 //! `active` or there is none, every snapshot's status is the aggregate of
 //! its images, the pointer history has no gaps and ends at the pointer.
@@ -44,6 +49,7 @@ struct Args {
     seconds: u64,
     clients: usize,
     trials: usize,
+    forced: usize,
     restart: Option<String>,
 }
 
@@ -53,12 +59,15 @@ fn args() -> Args {
         seconds: 30,
         clients: 16,
         trials: 200,
+        forced: 0,
         restart: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let value = match arg.as_str() {
-            "--seconds" | "--clients" | "--trials" | "--postgres" | "--restart" => it.next(),
+            "--seconds" | "--clients" | "--trials" | "--forced" | "--postgres" | "--restart" => {
+                it.next()
+            }
             _ => continue, // cargo bench passes --bench
         };
         let number = value.as_deref().and_then(|v| v.parse::<usize>().ok());
@@ -66,6 +75,7 @@ fn args() -> Args {
             "--seconds" => args.seconds = number.unwrap_or(30) as u64,
             "--clients" => args.clients = number.unwrap_or(16),
             "--trials" => args.trials = number.unwrap_or(200),
+            "--forced" => args.forced = number.unwrap_or(0),
             "--postgres" => args.postgres = value,
             _ => args.restart = value,
         }
@@ -199,6 +209,121 @@ async fn invalidation_trials(client: &Client, trials: usize) {
         }))
         .await;
     }
+}
+
+/// `--forced`: times invalidations that lose a deadlock on purpose against
+/// the same invalidation uncontended.
+async fn forced_deadlocks(client: &Client, url: &str, n: usize) -> Result<String, Failure> {
+    let mut plain = Vec::new();
+    let mut retried = Vec::new();
+    for _ in 0..n {
+        for forced in [false, true] {
+            client
+                .post("seed", "/v1/projects", json!({"slug": "forced"}))
+                .await;
+            client
+                .post(
+                    "seed",
+                    "/v1/projects/forced/plans",
+                    json!({"slug": "debian"}),
+                )
+                .await;
+            let snapshot = current_snapshot(client, "forced")
+                .await
+                .ok_or("no snapshot")?;
+            let (_, project) = client.get("seed", "/v1/projects/forced").await;
+            let holder = forced.then(|| {
+                let (url, project, snapshot) = (url.to_owned(), id(&project), id(&snapshot));
+                let (locked, wait) = std::sync::mpsc::channel();
+                let thread =
+                    std::thread::spawn(move || close_cycle(&url, &project, &snapshot, locked));
+                (thread, wait)
+            });
+            if let Some((_, wait)) = &holder {
+                wait.recv_timeout(Duration::from_secs(10))?;
+            }
+            let sent = Instant::now();
+            let path = format!("/v1/snapshots/{}", id(&snapshot));
+            let (status, _) = client
+                .patch(
+                    "invalidate (timed)",
+                    &path,
+                    json!({"status": "invalidated"}),
+                )
+                .await;
+            let took = sent.elapsed();
+            if let Some((thread, _)) = holder {
+                thread.join().map_err(|_| "lock holder panicked")??;
+            }
+            if status != 200 {
+                return Err(format!("the timed invalidation answered {status}").into());
+            }
+            if forced { &mut retried } else { &mut plain }.push(took);
+            client
+                .call(
+                    "seed",
+                    awc::http::Method::DELETE,
+                    "/v1/projects/forced",
+                    None,
+                )
+                .await;
+        }
+    }
+    plain.sort();
+    retried.sort();
+    Ok(format!(
+        "forced deadlocks: {n} invalidations retried after losing one took p50 {:.1} ms, max {:.1} ms; uncontended p50 {:.1} ms",
+        percentile(&retried, 0.5),
+        percentile(&retried, 1.0),
+        percentile(&plain, 0.5),
+    ))
+}
+
+/// Holds the project row until the request waits for it, then asks for the
+/// snapshot the request holds: PostgreSQL aborts the request's transaction
+/// (it waited first, so its deadlock check runs first).
+fn close_cycle(
+    url: &str,
+    project: &str,
+    snapshot: &str,
+    locked: std::sync::mpsc::Sender<()>,
+) -> Result<(), String> {
+    use diesel::connection::SimpleConnection;
+    let text = |e: diesel::result::Error| e.to_string();
+    let mut conn = diesel::PgConnection::establish(url).map_err(|e| e.to_string())?;
+    conn.batch_execute("BEGIN; SET LOCAL deadlock_timeout = '10s'")
+        .map_err(text)?;
+    conn.batch_execute(&format!(
+        "SELECT 1 FROM projects WHERE id = '{project}' FOR NO KEY UPDATE"
+    ))
+    .map_err(text)?;
+    let _ = locked.send(());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        #[derive(diesel::QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let waiting: Vec<Waiting> = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .load(&mut conn)
+        .map_err(text)?;
+        if waiting.first().is_some_and(|w| w.n > 0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("the request never waited for the project".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    conn.batch_execute(&format!(
+        "SELECT 1 FROM snapshots WHERE id = '{snapshot}' FOR NO KEY UPDATE"
+    ))
+    .map_err(text)?;
+    conn.batch_execute("COMMIT").map_err(text)
 }
 
 /// One client of the mixed run: cycles through the operations.
@@ -428,6 +553,12 @@ fn main() -> Result<(), Failure> {
         }
         current_snapshot(&client, "mixed").await;
         invalidation_trials(&client, args.trials).await;
+        if let (DatabaseUrl::Postgres(url), true) = (&url, args.forced > 0) {
+            match forced_deadlocks(&client, url, args.forced).await {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("forced deadlocks failed: {e}"),
+            }
+        }
         let until = Instant::now() + Duration::from_secs(args.seconds);
         let restart = async {
             let Some(command) = &args.restart else { return };

@@ -147,10 +147,30 @@ pub fn rollback(
 ) -> Result<Moved<SnapshotView>> {
     write_tx(conn, |conn| {
         let project = lookup::project(conn, project)?;
+        let named = match to {
+            Some(to) => Some(former_current(conn, &project.id, to)?),
+            None => None,
+        };
         let project = lock_checked(conn, &project.id, precondition)?;
         let present = project.current_snapshot_id.clone();
-        let target = match to {
-            Some(to) => explicit_target(conn, &project, present.as_deref(), to)?,
+        let target = match named {
+            Some(named) => {
+                let status: Option<String> = snapshot_rows::table
+                    .find(&named)
+                    .select(snapshot_rows::status)
+                    .unique(conn)?;
+                match pointer_rules::explicit_rollback(
+                    status.is_some(),
+                    present.as_deref() == Some(named.as_str()),
+                    status.as_deref() == Some(Status::Active.as_str()),
+                ) {
+                    ExplicitRollback::NeverCurrent => {
+                        return Err(Error::unknown_reference("to", &named))
+                    }
+                    ExplicitRollback::NotActive => return Err(Error::SnapshotNotActive(named)),
+                    ExplicitRollback::Move | ExplicitRollback::AlreadyCurrent => named,
+                }
+            }
             None => choose_former(conn, &project.id, present.as_deref())?
                 .ok_or_else(|| Error::NoRollbackTarget(project.slug.clone()))?,
         };
@@ -167,35 +187,20 @@ pub fn rollback(
     })
 }
 
-/// The snapshot `{"to": …}` names, checked: it was current in the project
-/// before and is still `active` (or is the current one).
-fn explicit_target(
-    conn: &mut DbConn,
-    project: &ProjectRow,
-    present: Option<&str>,
-    to: &str,
-) -> Result<String> {
+/// The snapshot `{"to": …}` names, if it was ever current in the project
+/// (else `422 unknown_reference`).
+fn former_current(conn: &mut DbConn, project_id: &str, to: &str) -> Result<String> {
     let never = || Error::unknown_reference("to", to);
     let id = parse_id(to).ok_or_else(never)?;
     let was_current: i64 = pointer_moves::table
-        .filter(pointer_moves::project_id.eq(&project.id))
+        .filter(pointer_moves::project_id.eq(project_id))
         .filter(pointer_moves::to_snapshot_id.eq(&id))
         .count()
         .get_result(conn)?;
-    let status: Option<String> = snapshot_rows::table
-        .filter(snapshot_rows::id.eq(&id))
-        .filter(snapshot_rows::project_id.eq(&project.id))
-        .select(snapshot_rows::status)
-        .unique(conn)?;
-    match pointer_rules::explicit_rollback(
-        was_current > 0 && status.is_some(),
-        present == Some(id.as_str()),
-        status.as_deref() == Some(Status::Active.as_str()),
-    ) {
-        ExplicitRollback::NeverCurrent => Err(never()),
-        ExplicitRollback::NotActive => Err(Error::SnapshotNotActive(id)),
-        ExplicitRollback::Move | ExplicitRollback::AlreadyCurrent => Ok(id),
+    if was_current == 0 {
+        return Err(never());
     }
+    Ok(id)
 }
 
 /// Locks the project and checks `If-Match` against its pointer.
