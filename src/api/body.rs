@@ -14,7 +14,7 @@ use std::pin::Pin;
 pub struct Body<T>(pub T);
 
 /// Like `Body`, for requests whose every field is optional: a request with
-/// no body at all (no `Content-Type`, no bytes) counts as `{}`.
+/// no body at all (no bytes, whatever its `Content-Type`) counts as `{}`.
 pub struct OptionalBody<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
@@ -27,9 +27,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let bodiless = !headers.contains_key(header::CONTENT_TYPE)
-            && !headers.contains_key(header::TRANSFER_ENCODING)
-            && length.unwrap_or(0) == 0;
+        let bodiless = !headers.contains_key(header::TRANSFER_ENCODING) && length.unwrap_or(0) == 0;
         if bodiless {
             let empty = serde_json::from_value(Value::Object(Map::new()))
                 .map(OptionalBody)

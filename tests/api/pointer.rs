@@ -132,6 +132,17 @@ async fn a_second_rollback_undoes_the_first() {
         .await;
     bare.assert_status(200);
     assert_eq!(bare.json()["id"], c["id"]);
+    // Also when it names a JSON content type but sends no bytes (curl -X POST).
+    let typed = app
+        .raw(
+            Method::POST,
+            "/v1/projects/web/current/rollback",
+            &[("content-type", "application/json")],
+            Vec::new(),
+        )
+        .await;
+    typed.assert_status(200);
+    assert_eq!(typed.json()["id"], a["id"]);
 }
 
 #[actix_rt::test]
