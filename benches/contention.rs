@@ -41,6 +41,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod common;
+
 type Failure = Box<dyn std::error::Error>;
 const TOKEN: &str = "bench-admin-token-0123456789abcdef";
 
@@ -495,16 +497,8 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
 fn main() -> Result<(), Failure> {
     let args = args();
     let dir = tempfile::tempdir()?;
-    let (url, pg_name) = match &args.postgres {
-        Some(admin) => {
-            let name = format!("snapreg_contention_{}", uuid::Uuid::now_v7().simple());
-            let mut conn = diesel::PgConnection::establish(admin)?;
-            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-            (DatabaseUrl::Postgres(format!("{base}/{name}")), Some(name))
-        }
-        None => (DatabaseUrl::Sqlite(dir.path().join("snapreg.db")), None),
-    };
+    let scratch = common::Scratch::new(args.postgres.as_deref(), "contention", dir.path())?;
+    let url = scratch.url.clone();
     let mut config = Config::new("127.0.0.1:0", url.clone(), dir.path().to_path_buf());
     config.admin_token = Some(TOKEN.to_owned());
     config.gc_interval = None;
@@ -623,11 +617,7 @@ fn main() -> Result<(), Failure> {
         }
     }
     latencies.sort();
-    let backend = if pg_name.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
+    let backend = scratch.backend();
     println!(
         "\n{backend}: {} invalidation trials, then {} clients for {}s of mixed operations{}",
         args.trials,
@@ -675,11 +665,6 @@ fn main() -> Result<(), Failure> {
     );
     for line in broken.iter().chain(problems.iter()).take(20) {
         println!("  {line}");
-    }
-    if let (Some(admin), Some(name)) = (&args.postgres, pg_name) {
-        let mut conn = diesel::PgConnection::establish(admin)?;
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)?;
     }
     if broken.is_empty() && problems.is_empty() {
         Ok(())

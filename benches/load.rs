@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod common;
+
 type Failure = Box<dyn std::error::Error>;
 
 const PROJECTS: usize = 100;
@@ -61,21 +63,9 @@ fn args() -> Args {
 fn main() -> Result<(), Failure> {
     let args = args();
     let dir = tempfile::tempdir()?;
-    let (url, pg_name) = match &args.postgres {
-        Some(admin) => {
-            let name = format!("snapreg_bench_{}", uuid::Uuid::now_v7().simple());
-            let mut conn = diesel::PgConnection::establish(admin)?;
-            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-            (DatabaseUrl::Postgres(format!("{base}/{name}")), Some(name))
-        }
-        None => (DatabaseUrl::Sqlite(dir.path().join("snapreg.db")), None),
-    };
-    let backend = if pg_name.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
+    let scratch = common::Scratch::new(args.postgres.as_deref(), "bench", dir.path())?;
+    let url = scratch.url.clone();
+    let backend = scratch.backend();
     let pool = snapreg::db::connect(&url, 32)?;
 
     let started = Instant::now();
@@ -193,12 +183,6 @@ fn main() -> Result<(), Failure> {
             stats.percentile(0.99),
             stats.errors
         );
-    }
-    if let (Some(admin), Some(name)) = (&args.postgres, pg_name) {
-        drop(pool);
-        let mut conn = diesel::PgConnection::establish(admin)?;
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)?;
     }
     Ok(())
 }

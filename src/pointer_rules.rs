@@ -58,9 +58,11 @@ pub enum ExplicitRollback {
     NotActive,
 }
 
-pub fn explicit_rollback(was_current: bool, is_current: bool, active: bool) -> ExplicitRollback {
+/// `known`: the snapshot was current in this project before and still
+/// exists; `is_current`: it is the current one now.
+pub fn explicit_rollback(known: bool, is_current: bool, active: bool) -> ExplicitRollback {
     match () {
-        _ if !was_current => ExplicitRollback::NeverCurrent,
+        _ if !known => ExplicitRollback::NeverCurrent,
         _ if is_current => ExplicitRollback::AlreadyCurrent,
         _ if !active => ExplicitRollback::NotActive,
         _ => ExplicitRollback::Move,

@@ -1,7 +1,9 @@
 //! The registry's operations: one function per use case, each one
 //! transaction (`db::write_tx`) holding every derived change — aggregate
-//! status, current-pointer moves, events. Decisions come from `status`;
-//! nothing here knows about HTTP.
+//! status, current-pointer moves, events. Decisions come from `status` and
+//! `pointer_rules`; nothing here knows about HTTP. `db::write_tx` runs a
+//! transaction again when it lost a race, so a use case's transaction does
+//! database work only (file I/O goes before or after it).
 
 pub mod artifacts;
 pub mod events;
