@@ -53,8 +53,8 @@ pub enum Error {
     SnapshotClosed { id: String, status: Status },
     #[error("{0}")]
     UnknownReference(String),
-    #[error("{0}")]
-    PreconditionFailed(String),
+    #[error("the current pointer of project {project} is at version \"{seq}\"; If-Match names another (weak tags never match)")]
+    PreconditionFailed { project: String, seq: i64 },
     #[error("project {0} has no former current snapshot that is still active")]
     NoRollbackTarget(String),
     #[error("{0}")]

@@ -47,7 +47,7 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::UnknownReference(_) => "unknown_reference",
-            Error::PreconditionFailed(_) => "precondition_failed",
+            Error::PreconditionFailed { .. } => "precondition_failed",
             Error::NoRollbackTarget(_) => "no_rollback_target",
             Error::InvalidSnapshotPlan(_) => "invalid_snapshot_plan",
             Error::PlanNotSnapshottable(_) => "plan_not_snapshottable",
@@ -81,7 +81,7 @@ impl ResponseError for Error {
             | Error::ImageSealed { .. }
             | Error::ImageNotPending { .. }
             | Error::NoRollbackTarget(_) => StatusCode::CONFLICT,
-            Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Error::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             Error::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -113,6 +113,10 @@ impl ResponseError for Error {
         let mut response = HttpResponse::build(status);
         if let Error::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"snapreg\""));
+        }
+        if let Error::PreconditionFailed { seq, .. } = self {
+            // The version to retry the compare-and-swap with.
+            response.insert_header((header::ETAG, crate::pointer_rules::etag(*seq)));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));

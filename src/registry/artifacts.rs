@@ -181,9 +181,15 @@ impl Artifacts {
     ) -> Result<ImageRow> {
         let offset = upload.offset_bytes.max(0) as u64;
         let parts = uploads::parts_of(conn, &upload.id)?;
+        // A part that is gone went with its session (garbage collection
+        // expired it meanwhile): the session is gone for the client too.
+        let gone = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::not_found("upload", &upload.id),
+            _ => store_error("reading an upload's parts")(e),
+        };
         let hasher = match self.hashes.take(&upload.id, offset) {
             Some(hasher) => hasher,
-            None => self.hash_parts(&parts)?,
+            None => self.hash_parts(&parts).map_err(gone)?,
         };
         let actual = Digest::of_hasher(hasher.clone());
         if actual != expected {
@@ -197,10 +203,7 @@ impl Artifacts {
                 .or_else(|| upload.media_type.clone())
                 .unwrap_or_else(|| DEFAULT_MEDIA_TYPE.to_owned()),
         };
-        let temp = self
-            .store
-            .assemble(&parts)
-            .map_err(store_error("assembling an upload's parts"))?;
+        let temp = self.store.assemble(&parts).map_err(gone)?;
         let finished = Some((upload.id.as_str(), offset));
         let result =
             self.publish_and_reference(conn, actor, &upload.image_id, &artifact, &temp, finished);
@@ -231,18 +234,13 @@ impl Artifacts {
         Ok(())
     }
 
-    fn hash_parts(&self, parts: &[(String, u64)]) -> Result<Sha256> {
+    fn hash_parts(&self, parts: &[(String, u64)]) -> std::io::Result<Sha256> {
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 1 << 20];
         for (name, length) in parts {
-            let mut reader = self
-                .store
-                .read_part(name, *length)
-                .map_err(store_error("reading an upload's part"))?;
+            let mut reader = self.store.read_part(name, *length)?;
             loop {
-                let n = reader
-                    .read(&mut buffer)
-                    .map_err(store_error("reading an upload's part"))?;
+                let n = reader.read(&mut buffer)?;
                 if n == 0 {
                     break;
                 }

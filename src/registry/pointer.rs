@@ -207,11 +207,10 @@ fn former_current(conn: &mut DbConn, project_id: &str, to: &str) -> Result<Strin
 fn lock_checked(conn: &mut DbConn, id: &str, precondition: &Precondition) -> Result<ProjectRow> {
     let project = lookup::lock_project(conn, id)?;
     if !precondition.holds(project.current_seq) {
-        return Err(Error::PreconditionFailed(format!(
-            "the current pointer of project {} is at {}, not the version the request names",
-            project.slug,
-            pointer_rules::etag(project.current_seq)
-        )));
+        return Err(Error::PreconditionFailed {
+            project: project.slug,
+            seq: project.current_seq,
+        });
     }
     Ok(project)
 }

@@ -239,6 +239,11 @@ async fn if_match_guards_every_pointer_change() {
         )
         .await;
     stale.assert_error(412, "precondition_failed");
+    assert_eq!(
+        stale.header("etag"),
+        Some("\"1\""),
+        "the version to retry with"
+    );
     let stale = app
         .raw(
             Method::DELETE,
