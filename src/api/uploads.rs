@@ -145,7 +145,7 @@ pub async fn commit(
         })
         .await?;
     check_start(&upload, range)?;
-    let upload = append_chunk(&state, upload, payload, range).await?;
+    let upload = append_chunk(&state, upload, payload, range).await?.id;
     let (artifacts, media_type) = (state.artifacts.clone(), media_type(&req));
     let image = state
         .run(move |conn| artifacts.commit(conn, &actor, &upload, expected, media_type))

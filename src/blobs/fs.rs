@@ -193,6 +193,11 @@ impl BlobStore for FsStore {
             let source = self.part_path(plain(only)?);
             if fs::metadata(&source)?.len() == *length {
                 fs::hard_link(&source, &target)?;
+                // A fresh staged object, for `clean_temp`'s age.
+                File::options()
+                    .write(true)
+                    .open(&target)?
+                    .set_modified(SystemTime::now())?;
                 return Ok(name);
             }
         }

@@ -8,8 +8,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbErrorKind {
     /// The transaction lost to a concurrent one (PostgreSQL deadlock
-    /// `40P01` or serialization failure `40001`, SQLite busy or locked):
-    /// running it again can succeed.
+    /// `40P01` or serialization failure `40001`, SQLite busy or locked, a
+    /// foreign key to a row a concurrent transaction deleted): running it
+    /// again can succeed, or finds the row gone.
     Contention,
     /// The server or the connection is gone (refused, closed, terminated,
     /// shutting down, a read-only standby): `503` until it is back.
@@ -56,7 +57,12 @@ const UNAVAILABLE: &[&str] = &[
 pub fn classify(error: &DieselError) -> DbErrorKind {
     match error {
         DieselError::DatabaseError(kind, info) => match kind {
-            DatabaseErrorKind::SerializationFailure => DbErrorKind::Contention,
+            // Every insert references rows the transaction just found: a
+            // missing one was deleted by a concurrent transaction, and the
+            // next attempt finds it gone (a 404).
+            DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ForeignKeyViolation => {
+                DbErrorKind::Contention
+            }
             DatabaseErrorKind::ClosedConnection
             | DatabaseErrorKind::UnableToSendCommand
             | DatabaseErrorKind::ReadOnlyTransaction => DbErrorKind::Unavailable,
@@ -112,6 +118,11 @@ mod tests {
             Box::new(String::new()),
         );
         assert_eq!(classify(&serialization), DbErrorKind::Contention);
+        let deleted_meanwhile = DieselError::DatabaseError(
+            DatabaseErrorKind::ForeignKeyViolation,
+            Box::new(String::new()),
+        );
+        assert_eq!(classify(&deleted_meanwhile), DbErrorKind::Contention);
     }
 
     #[test]

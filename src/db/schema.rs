@@ -134,6 +134,8 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(upload_parts -> uploads (upload_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     projects,
     plans,

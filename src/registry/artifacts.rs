@@ -23,9 +23,10 @@
 use super::uploads::{self, UploadHashes};
 use super::{events, lookup, Actor, Change};
 use crate::blobs::{BlobKey, BlobStore, Digest};
+use crate::db::failure::DbErrorKind;
 use crate::db::rows::{BlobRow, ImageRow, UploadRow};
 use crate::db::schema::{blobs, images};
-use crate::db::{write_tx, DbConn, Unique};
+use crate::db::{read_tx, write_tx, DbConn, Unique};
 use crate::error::{Error, Result};
 use crate::status::Status;
 use diesel::prelude::*;
@@ -113,9 +114,7 @@ impl Artifacts {
             };
             self.publish_and_reference(conn, actor, image_id, &artifact, &staged.name, None)
         };
-        self.store
-            .discard_temp(&staged.name)
-            .map_err(store_error("removing a staged upload"))?;
+        tidy("a staged upload", self.store.discard_temp(&staged.name));
         result
     }
 
@@ -146,10 +145,17 @@ impl Artifacts {
                 self.upload_expiry,
             ),
         };
-        if !matches!(&recorded, Ok(u) if u.offset_bytes as u64 > from) {
-            self.store
-                .discard_part(&part.name)
-                .map_err(store_error("removing an unrecorded chunk"))?;
+        let unrecorded = match &recorded {
+            Ok(upload) => upload.offset_bytes as u64 == from,
+            // Whether it committed is not known: gc removes the part if not.
+            Err(Error::Database {
+                kind: DbErrorKind::Unavailable,
+                ..
+            }) => false,
+            Err(_) => true,
+        };
+        if unrecorded {
+            tidy("an unrecorded chunk", self.store.discard_part(&part.name));
         }
         let upload = recorded?;
         if let Some(hasher) = part.hasher {
@@ -175,12 +181,18 @@ impl Artifacts {
         &self,
         conn: &mut DbConn,
         actor: &Actor,
-        upload: &UploadRow,
+        upload: &str,
         expected: Digest,
         media_type: Option<String>,
     ) -> Result<ImageRow> {
+        // The offset and the parts as of one moment: a chunk recorded
+        // meanwhile (another client, another replica) is in both or neither.
+        let (upload, parts) = read_tx(conn, |conn| {
+            let upload = uploads::get_upload(conn, upload, self.upload_expiry)?;
+            let parts = uploads::parts_of(conn, &upload.id)?;
+            Ok((upload, parts))
+        })?;
         let offset = upload.offset_bytes.max(0) as u64;
-        let parts = uploads::parts_of(conn, &upload.id)?;
         // A part that is gone went with its session (garbage collection
         // expired it meanwhile): the session is gone for the client too.
         let gone = |e: std::io::Error| match e.kind() {
@@ -207,11 +219,11 @@ impl Artifacts {
         let finished = Some((upload.id.as_str(), offset));
         let result =
             self.publish_and_reference(conn, actor, &upload.image_id, &artifact, &temp, finished);
-        self.store
-            .discard_temp(&temp)
-            .map_err(store_error("removing an assembled upload"))?;
+        tidy("an assembled upload", self.store.discard_temp(&temp));
         if result.is_ok() {
-            self.discard_parts(parts.into_iter().map(|(name, _)| name))?;
+            for (part, _) in parts {
+                tidy("a committed upload's part", self.store.discard_part(&part));
+            }
         }
         result
     }
@@ -222,14 +234,8 @@ impl Artifacts {
         if let Some(id) = crate::input::parse_id(reference) {
             self.hashes.forget(&id);
         }
-        self.discard_parts(parts)
-    }
-
-    pub fn discard_parts(&self, parts: impl IntoIterator<Item = String>) -> Result<()> {
         for part in parts {
-            self.store
-                .discard_part(&part)
-                .map_err(store_error("removing an upload's part"))?;
+            tidy("an abandoned upload's part", self.store.discard_part(&part));
         }
         Ok(())
     }
@@ -279,6 +285,14 @@ impl Artifacts {
             "garbage collection removed blob {} during its commit {PUBLISH_ATTEMPTS} times",
             artifact.digest
         )))
+    }
+}
+
+/// Removing bytes nobody needs any more, once the request's outcome is
+/// decided: a failure is logged (gc removes them later), not answered.
+fn tidy(what: &str, removed: std::io::Result<()>) {
+    if let Err(e) = removed {
+        log::warn!("could not remove {what} from the blob store (gc will): {e}");
     }
 }
 
@@ -347,12 +361,17 @@ fn reference(
         let mut image = lookup::image(conn, image_id)?;
         ensure_writable(&image)?;
         if let Some((id, offset)) = upload {
-            uploads::finish(conn, id, offset, expiry)?;
+            let session = uploads::lock_upload(conn, id, expiry)?;
+            uploads::ensure_offset(&session, offset)?;
         }
+        // Checked before anything is written: `None` commits nothing.
         let digest = artifact.digest.to_string();
         match lock_blob(conn, &digest)? {
             Some(blob) if blob.generation == generation => {}
             _ => return Ok(None),
+        }
+        if let Some((id, _)) = upload {
+            uploads::delete(conn, id)?;
         }
         let change = Change::new(actor);
         diesel::update(blobs::table.find(&digest))

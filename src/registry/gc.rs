@@ -143,16 +143,26 @@ fn expire_uploads(
 ) -> Result<Vec<String>> {
     let cutoff = idle_cutoff(expiry);
     let (expired, parts): (Vec<String>, Vec<String>) = write_tx(conn, |conn| {
-        let ids: Vec<String> = uploads::table
+        let candidates: Vec<(String, String)> = upload_parts::table
+            .inner_join(uploads::table)
             .filter(uploads::updated_at.lt(cutoff))
-            .select(uploads::id)
+            .select((upload_parts::upload_id, upload_parts::name))
             .load(conn)?;
-        let parts: Vec<String> = upload_parts::table
-            .filter(upload_parts::upload_id.eq_any(&ids))
-            .select(upload_parts::name)
-            .load(conn)?;
-        diesel::delete(uploads::table.filter(uploads::id.eq_any(&ids))).execute(conn)?;
-        Ok((ids, parts))
+        // The condition again in the DELETE: a chunk recorded meanwhile
+        // renewed its session (PostgreSQL re-checks it on the row it waited for).
+        let stale = uploads::table.filter(uploads::updated_at.lt(cutoff));
+        let deleted: HashSet<String> = match conn {
+            DbConn::Pg(c) => diesel::delete(stale).returning(uploads::id).load(c)?,
+            DbConn::Sqlite(c) => diesel::delete(stale).returning(uploads::id).load(c)?,
+        }
+        .into_iter()
+        .collect();
+        let parts = candidates
+            .into_iter()
+            .filter(|(upload, _)| deleted.contains(upload))
+            .map(|(_, name)| name)
+            .collect();
+        Ok((deleted.into_iter().collect(), parts))
     })?;
     for name in parts {
         store

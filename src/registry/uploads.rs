@@ -174,11 +174,9 @@ pub fn delete_upload(conn: &mut DbConn, reference: &str, expiry: Duration) -> Re
     })
 }
 
-/// Inside a commit transaction: the session must still be at `offset`, and
-/// goes away with the commit (its part rows cascade).
-pub fn finish(conn: &mut DbConn, id: &str, offset: u64, expiry: Duration) -> Result<()> {
-    let upload = lock_upload(conn, id, expiry)?;
-    ensure_offset(&upload, offset)?;
+/// Inside a commit transaction, under the session's lock: the session goes
+/// with the commit (its part rows cascade).
+pub fn delete(conn: &mut DbConn, id: &str) -> Result<()> {
     diesel::delete(uploads::table.find(id)).execute(conn)?;
     Ok(())
 }

@@ -4,9 +4,13 @@ use crate::artifacts::{
     another_image, bytes, digest, download, files_under, pending_image, put_artifact,
 };
 use crate::support::TestApp;
-use snapreg::blobs::FsStore;
+use snapreg::blobs::{BlobFile, BlobKey, BlobStore, FsStore, StoredBlob};
+use snapreg::registry::artifacts::Artifacts;
 use snapreg::registry::gc::{collect_garbage, GcReport, GcSettings};
-use std::time::Duration;
+use snapreg::registry::Actor;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 /// One garbage collection pass with the app's settings, on its own connection.
 pub async fn gc(app: &TestApp) -> GcReport {
@@ -202,4 +206,176 @@ async fn gc_removes_objects_the_database_does_not_record() {
     }
     let (code, out) = fsck(&app);
     assert_eq!(code, 0, "{out}");
+}
+
+/// The same race with resumable uploads: a commit of an orphaned digest
+/// from a session's parts, while gc (grace 0) collects. Whoever wins, the
+/// commit succeeds and its image's blob is there.
+#[actix_rt::test]
+async fn gc_never_removes_a_blob_a_concurrent_resumable_commit_references() {
+    use crate::uploads::{chunk, commit, start, upload_id};
+    let app = TestApp::spawn_with(|c| c.gc_grace = Duration::ZERO).await;
+    let shared = bytes(300_000, 29);
+    let shared_digest = digest(&shared);
+    let holder = pending_image(&app).await;
+    for trial in 0..20u8 {
+        put_artifact(&app, &holder, &shared, &shared_digest).await;
+        let other = bytes(100, 130 + trial);
+        put_artifact(&app, &holder, &other, &digest(&other)).await;
+
+        let image = another_image(&app).await;
+        let upload = upload_id(&start(&app, &image).await);
+        chunk(&app, &upload, 0, &shared[..100_000])
+            .await
+            .assert_status(202);
+        chunk(&app, &upload, 100_000, &shared[100_000..])
+            .await
+            .assert_status(202);
+        // Collections back to back for as long as the commit runs.
+        let done = std::cell::Cell::new(false);
+        let committing = async {
+            let reply = commit(&app, &upload, &shared_digest, None).await;
+            done.set(true);
+            reply
+        };
+        let collecting = async {
+            while !done.get() {
+                gc(&app).await;
+            }
+        };
+        let (committed, _) = futures::join!(committing, collecting);
+        committed.assert_status(201);
+        let got = download(&app, &image, &[]).await;
+        assert_eq!(got.status, 200, "trial {trial}: the blob is gone");
+        assert!(got.body == shared, "trial {trial}");
+        let (code, out) = fsck(&app);
+        assert_eq!(code, 0, "trial {trial}: {out}");
+    }
+}
+
+/// The interleaving the two races above can only hope for, forced: gc
+/// removes the blob row a commit has just pinned, before the commit
+/// publishes and references it. The store here is the real one, with a
+/// hook that runs a whole collection (grace 0) the first time a blob is
+/// published. The commit must publish again under a new generation and
+/// succeed, with its session intact until then.
+#[actix_rt::test]
+async fn a_commit_whose_pinned_blob_gc_removed_publishes_again() {
+    use crate::uploads::{chunk, start, upload_id};
+    let app = TestApp::spawn_with(|c| c.gc_grace = Duration::ZERO).await;
+    let image = pending_image(&app).await;
+    let body = bytes(50_000, 31);
+    let upload = upload_id(&start(&app, &image).await);
+    chunk(&app, &upload, 0, &body[..20_000])
+        .await
+        .assert_status(202);
+    chunk(&app, &upload, 20_000, &body[20_000..])
+        .await
+        .assert_status(202);
+    let config = app.config.clone();
+    let expected = snapreg::blobs::Digest::parse(&digest(&body)).expect("a digest");
+    let published = actix_web::rt::task::spawn_blocking(move || {
+        let pool = snapreg::db::connect(&config.database_url, 2).expect("database");
+        let inner = FsStore::open(config.blob_dir()).expect("store");
+        let collector = pool.clone();
+        let settings = GcSettings {
+            grace: Duration::ZERO,
+            upload_expiry: config.upload_expiry,
+        };
+        let store = Arc::new(Hooked {
+            inner,
+            published: Mutex::new(Vec::new()),
+            before_first_publish: Mutex::new(Some(Box::new(move |store: &FsStore| {
+                let mut conn = collector.get().expect("connection");
+                let report = collect_garbage(&mut conn, store, &settings).expect("gc runs");
+                assert_eq!(report.blobs_deleted, 1, "gc took the pinned row");
+            }))),
+        });
+        let artifacts = Artifacts {
+            store: store.clone(),
+            hashes: Default::default(),
+            upload_expiry: config.upload_expiry,
+        };
+        let mut conn = pool.get().expect("connection");
+        let actor = Actor(Some("test".into()));
+        let committed = artifacts.commit(&mut conn, &actor, &upload, expected, None);
+        assert!(committed.is_ok(), "{committed:?}");
+        store
+            .published
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    })
+    .await
+    .expect("commit thread");
+    assert_eq!(published.len(), 2, "published twice: {published:?}");
+    assert_ne!(published[0].generation, published[1].generation);
+    assert!(download(&app, &image, &[]).await.body == body);
+    gc(&app).await; // the first generation's file is an orphan now
+    let (code, out) = fsck(&app);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 orphan(s)"), "{out}");
+}
+
+type Hook = Box<dyn FnOnce(&FsStore) + Send>;
+
+/// The filesystem store, with a hook run before the first publish.
+struct Hooked {
+    inner: FsStore,
+    published: Mutex<Vec<BlobKey>>,
+    before_first_publish: Mutex<Option<Hook>>,
+}
+
+impl BlobStore for Hooked {
+    fn create_temp(&self) -> io::Result<(String, Box<dyn BlobFile>)> {
+        self.inner.create_temp()
+    }
+    fn discard_temp(&self, name: &str) -> io::Result<()> {
+        self.inner.discard_temp(name)
+    }
+    fn clean_temp(&self, age: Duration) -> io::Result<usize> {
+        self.inner.clean_temp(age)
+    }
+    fn create_part(&self, upload: &str) -> io::Result<(String, Box<dyn BlobFile>)> {
+        self.inner.create_part(upload)
+    }
+    fn read_part(&self, name: &str, length: u64) -> io::Result<Box<dyn Read + Send>> {
+        self.inner.read_part(name, length)
+    }
+    fn assemble(&self, parts: &[(String, u64)]) -> io::Result<String> {
+        self.inner.assemble(parts)
+    }
+    fn discard_part(&self, name: &str) -> io::Result<()> {
+        self.inner.discard_part(name)
+    }
+    fn parts(&self) -> io::Result<Vec<(String, SystemTime)>> {
+        self.inner.parts()
+    }
+    fn publish(&self, temp: &str, key: &BlobKey) -> io::Result<()> {
+        let hook = self
+            .before_first_publish
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take());
+        if let Some(hook) = hook {
+            hook(&self.inner);
+        }
+        if let Ok(mut published) = self.published.lock() {
+            published.push(key.clone());
+        }
+        self.inner.publish(temp, key)
+    }
+    fn open_blob(
+        &self,
+        key: &BlobKey,
+        start: u64,
+    ) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
+        self.inner.open_blob(key, start)
+    }
+    fn blobs(&self) -> io::Result<Vec<StoredBlob>> {
+        self.inner.blobs()
+    }
+    fn delete_blob(&self, key: &BlobKey) -> io::Result<()> {
+        self.inner.delete_blob(key)
+    }
 }

@@ -6,7 +6,7 @@ use awc::http::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-async fn start(app: &TestApp, image: &Value) -> RawReply {
+pub async fn start(app: &TestApp, image: &Value) -> RawReply {
     app.raw(
         Method::POST,
         &format!("/v1/images/{}/uploads", id(image)),
@@ -16,7 +16,7 @@ async fn start(app: &TestApp, image: &Value) -> RawReply {
     .await
 }
 
-async fn chunk(app: &TestApp, upload: &str, from: usize, body: &[u8]) -> RawReply {
+pub async fn chunk(app: &TestApp, upload: &str, from: usize, body: &[u8]) -> RawReply {
     let range = format!("bytes {from}-{}/*", from + body.len() - 1);
     app.raw(
         Method::PATCH,
@@ -27,7 +27,7 @@ async fn chunk(app: &TestApp, upload: &str, from: usize, body: &[u8]) -> RawRepl
     .await
 }
 
-async fn commit(
+pub async fn commit(
     app: &TestApp,
     upload: &str,
     digest: &str,
@@ -49,7 +49,7 @@ async fn commit(
     }
 }
 
-fn upload_id(reply: &RawReply) -> String {
+pub fn upload_id(reply: &RawReply) -> String {
     reply.json()["id"]
         .as_str()
         .expect("an upload id")
