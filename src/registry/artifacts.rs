@@ -10,11 +10,12 @@
 //!    collection off it for the grace period;
 //! 3. publish the staged bytes as that generation (idempotent);
 //! 4. reference it (`reference`, one transaction): under the snapshot's
-//!    lock re-check the image, close the upload session, check the blob
-//!    row still has that generation, point the image at the artifact and
-//!    record the event. If gc removed the row between 2 and 4 (only
-//!    possible when the grace period is shorter than the commit), start
-//!    again at 2 with a new generation.
+//!    lock re-check the image and the upload session's offset, check the
+//!    blob row still has that generation — before writing anything — then
+//!    close the session, point the image at the artifact and record the
+//!    event. If gc removed the row between 2 and 4 (only possible when the
+//!    grace period is shorter than the commit), start again at 2 with a
+//!    new generation.
 //! 5. remove the staged bytes.
 //!
 //! Lock order in 4: the snapshot, then the upload, then the blob row (gc
