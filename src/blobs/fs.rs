@@ -119,12 +119,16 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
-/// The files directly in `dir` with their last change and size.
+/// The files directly in `dir` with their last change and size. A file
+/// removed while the folder is read (a commit tidying up) is left out.
 fn files_in(dir: &Path) -> io::Result<Vec<(String, SystemTime, u64)>> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let meta = entry.metadata()?;
+        let meta = match entry.metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            other => other?,
+        };
         if meta.is_file() {
             if let Some(name) = entry.file_name().to_str() {
                 found.push((name.to_owned(), meta.modified()?, meta.len()));
@@ -267,7 +271,11 @@ impl BlobStore for FsStore {
             if !prefix.file_type()?.is_dir() {
                 continue;
             }
-            for (name, _, size) in files_in(&prefix.path())? {
+            let files = match files_in(&prefix.path()) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                other => other?,
+            };
+            for (name, _, size) in files {
                 let (hex, generation) = name.split_once('.').unwrap_or((&name, ""));
                 if let Ok(digest) = Digest::parse(&format!("sha256:{hex}")) {
                     let generation = generation.to_owned();
