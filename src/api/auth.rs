@@ -14,6 +14,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use chrono::NaiveDateTime;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::future::{ready, Ready};
@@ -24,8 +25,9 @@ use std::time::{Duration, Instant};
 /// Paths anyone may call.
 pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/openapi.yaml"];
 
-/// How long a verified token is trusted without asking the database again:
-/// a revocation reaches other replicas within this time (this one at once).
+/// How long a verified token is trusted without asking the database again
+/// (never past its expiry): a revocation reaches other replicas within this
+/// time (this one at once).
 const CACHE_TTL: Duration = Duration::from_secs(5);
 const CACHE_MAX: usize = 10_000;
 
@@ -39,7 +41,8 @@ pub enum Needs {
     Unscoped(Role),
 }
 
-/// Verified tokens, by the SHA-256 of their text.
+/// Verified tokens, by the SHA-256 of their text, with the moment each
+/// entry stops being trusted.
 #[derive(Default)]
 pub struct TokenCache(Mutex<HashMap<[u8; 32], (Principal, Instant)>>);
 
@@ -47,16 +50,24 @@ impl TokenCache {
     fn get(&self, key: &[u8; 32]) -> Option<Principal> {
         let map = self.0.lock().ok()?;
         map.get(key)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .filter(|(_, until)| Instant::now() < *until)
             .map(|(p, _)| p.clone())
     }
 
-    fn put(&self, key: [u8; 32], principal: Principal) {
+    /// Trusted for `CACHE_TTL`, and never past the token's expiry.
+    fn put(&self, key: [u8; 32], principal: Principal, expires_at: Option<NaiveDateTime>) {
+        let mut ttl = CACHE_TTL;
+        if let Some(expires_at) = expires_at {
+            let left = (expires_at - crate::registry::now())
+                .to_std()
+                .unwrap_or_default();
+            ttl = ttl.min(left);
+        }
         if let Ok(mut map) = self.0.lock() {
             if map.len() >= CACHE_MAX {
                 map.clear();
             }
-            map.insert(key, (principal, Instant::now()));
+            map.insert(key, (principal, Instant::now() + ttl));
         }
     }
 
@@ -94,11 +105,11 @@ async fn principal_for(state: &web::Data<AppState>, token: String) -> Result<Pri
     if let Some(principal) = state.tokens.get(&key) {
         return Ok(principal);
     }
-    let principal = state
+    let (principal, expires_at) = state
         .run(move |conn| tokens::authenticate(conn, &token))
         .await?
         .ok_or_else(|| Error::Unauthorized("unknown, revoked or expired token".into()))?;
-    state.tokens.put(key, principal.clone());
+    state.tokens.put(key, principal.clone(), expires_at);
     Ok(principal)
 }
 

@@ -155,7 +155,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(
             "/v1/projects/{project}",
             M::DELETE,
-            R(Admin),
+            Unscoped(Admin),
             projects::delete,
         ),
         endpoint(

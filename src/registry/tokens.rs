@@ -23,6 +23,9 @@ pub struct TokenRow {
     pub created_at: NaiveDateTime,
     pub expires_at: Option<NaiveDateTime>,
     pub revoked_at: Option<NaiveDateTime>,
+    /// Made with a project limit: its scope is its `token_projects` rows,
+    /// even when there are none left (its projects were deleted).
+    pub scoped: bool,
 }
 
 /// A token as listed: never its secret or hash.
@@ -50,19 +53,25 @@ fn role_of(row: &TokenRow) -> Result<Role> {
     Role::parse(&row.role).ok_or_else(|| Error::Internal(format!("unknown role {:?}", row.role)))
 }
 
-fn scope_of(conn: &mut DbConn, token_id: &str) -> Result<Option<Vec<String>>> {
-    let projects: Vec<String> = token_projects::table
-        .filter(token_projects::token_id.eq(token_id))
-        .order(token_projects::project_id)
-        .select(token_projects::project_id)
-        .load(conn)?;
-    Ok((!projects.is_empty()).then_some(projects))
+/// The project ids a token is limited to; `None`: not limited. A scoped
+/// token whose projects are all gone has an empty scope: it reaches nothing.
+fn scope_of(conn: &mut DbConn, row: &TokenRow) -> Result<Option<Vec<String>>> {
+    if !row.scoped {
+        return Ok(None);
+    }
+    Ok(Some(
+        token_projects::table
+            .filter(token_projects::token_id.eq(&row.id))
+            .order(token_projects::project_id)
+            .select(token_projects::project_id)
+            .load(conn)?,
+    ))
 }
 
 fn info(conn: &mut DbConn, row: TokenRow) -> Result<TokenInfo> {
     Ok(TokenInfo {
         role: role_of(&row)?,
-        projects: scope_of(conn, &row.id)?,
+        projects: scope_of(conn, &row)?,
         id: row.id,
         name: row.name,
         created_at: row.created_at,
@@ -91,6 +100,7 @@ pub fn create_token(conn: &mut DbConn, new: NewToken) -> Result<(TokenInfo, Stri
             created_at: now(),
             expires_at: new.expires_at,
             revoked_at: None,
+            scoped: !new.projects.is_empty(),
         };
         diesel::insert_into(tokens::table)
             .values(&row)
@@ -148,7 +158,11 @@ pub fn revoke_token(conn: &mut DbConn, reference: &str) -> Result<TokenInfo> {
 
 /// The principal a presented token stands for; `None` when it is not a
 /// token, unknown, revoked or expired.
-pub fn authenticate(conn: &mut DbConn, token: &str) -> Result<Option<Principal>> {
+/// A presented token's principal and when the token expires (if it does).
+pub fn authenticate(
+    conn: &mut DbConn,
+    token: &str,
+) -> Result<Option<(Principal, Option<NaiveDateTime>)>> {
     let Some((id, secret)) = parse_token(token) else {
         return Ok(None);
     };
@@ -163,11 +177,12 @@ pub fn authenticate(conn: &mut DbConn, token: &str) -> Result<Option<Principal>>
     if !live || !same_secret(&hash_secret(&secret), &row.secret_hash) {
         return Ok(None);
     }
-    Ok(Some(Principal {
+    let principal = Principal {
         role: role_of(&row)?,
-        projects: scope_of(conn, &row.id)?.map(|p| p.into_iter().collect::<HashSet<_>>()),
+        projects: scope_of(conn, &row)?.map(|p| p.into_iter().collect::<HashSet<_>>()),
         name: row.name,
-    }))
+    };
+    Ok(Some((principal, row.expires_at)))
 }
 
 /// How many tokens exist (revoked ones included).

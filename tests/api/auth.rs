@@ -42,7 +42,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("POST", "/v1/projects", "admin unscoped"),
     ("GET", "/v1/projects/{project}", "reader"),
     ("PATCH", "/v1/projects/{project}", "maintainer"),
-    ("DELETE", "/v1/projects/{project}", "admin"),
+    ("DELETE", "/v1/projects/{project}", "admin unscoped"),
     ("POST", "/v1/projects/{project}/plans", "maintainer"),
     ("GET", "/v1/projects/{project}/plans", "reader"),
     ("GET", "/v1/projects/{project}/plans/{plan}", "reader"),
@@ -232,16 +232,15 @@ async fn a_token_limited_to_projects_sees_404_outside_them() {
         let url = fill(path, &params);
         let method_ = Method::from_bytes(method.as_bytes()).expect("method");
         let status = call_as(&app, Some(&scoped), method_, &url, body_for(method)).await;
-        let expected = match (path.contains('{'), *needed == "admin unscoped") {
-            (_, true) => 403,
+        // Outside its scope a project is not there (404) before any role
+        // question; routes about no project need an unscoped admin (403).
+        let expected = match (path.contains("{project}"), *needed == "admin unscoped") {
+            (true, _) => 404,
+            (false, true) => 403,
+            (false, false) if path.contains('{') => 404,
             (false, false) => 200, // GET /v1/projects: only its own
-            (true, false) => 404,
         };
-        if path.contains("{token}") {
-            assert_eq!(status, 403, "{method} {path}");
-        } else {
-            assert_eq!(status, expected, "{method} {path}");
-        }
+        assert_eq!(status, expected, "{method} {path}");
     }
     let listed = client(Some(&scoped))
         .get(format!("{}/v1/projects", app.base))
@@ -480,5 +479,104 @@ async fn the_first_serve_bootstraps_an_admin_token_file() {
     assert_eq!(
         call_as(&app, Some(&secret), Method::GET, "/v1/tokens", None).await,
         200
+    );
+}
+
+/// A scope never widens: when every project a token was limited to is
+/// deleted, the token reaches nothing (it once became a token for every
+/// project, because an empty scope read as "unscoped").
+#[actix_rt::test]
+async fn a_scope_whose_projects_are_gone_reaches_nothing() {
+    let app = TestApp::spawn().await;
+    let params = fixture(&app).await; // project `web`
+    app.project("gone").await;
+    let builder = token(&app, "gone-builder", "builder", &["gone"]).await;
+    app.delete("/v1/projects/gone").await;
+    let listed = client(Some(&builder))
+        .get(format!("{}/v1/projects", app.base))
+        .send()
+        .await
+        .expect("request completes")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert!(items(&listed).is_empty(), "{listed}");
+    for (method, path, body) in [
+        ("GET", "/v1/projects/web", None),
+        ("GET", "/v1/snapshots/{snapshot}", None),
+        (
+            "PATCH",
+            "/v1/images/{image}",
+            Some(json!({"status": "failed"})),
+        ),
+        ("POST", "/v1/projects/web/snapshots", Some(json!({}))),
+    ] {
+        let url = fill(path, &params);
+        let method_ = Method::from_bytes(method.as_bytes()).expect("method");
+        let status = call_as(&app, Some(&builder), method_, &url, body).await;
+        assert_eq!(status, 404, "{method} {path}");
+    }
+    let image = app
+        .get(&fill("/v1/images/{image}", &params))
+        .await
+        .expect(200);
+    assert_eq!(image["status"], "pending", "nothing changed");
+    let tokens = app.get("/v1/tokens").await.expect(200);
+    let listed = items(&tokens)
+        .into_iter()
+        .find(|t| t["name"] == "gone-builder")
+        .expect("listed");
+    assert_eq!(
+        listed["projects"],
+        json!([]),
+        "an empty scope, not every project"
+    );
+}
+
+/// Deleting a project needs an admin without a project limit, like
+/// creating one: a scoped admin could otherwise delete its own project and,
+/// its scope gone, act on every other.
+#[actix_rt::test]
+async fn a_scoped_admin_cannot_delete_its_project() {
+    let app = TestApp::spawn().await;
+    app.project("own").await;
+    let scoped = token(&app, "own-admin", "admin", &["own"]).await;
+    let status = call_as(
+        &app,
+        Some(&scoped),
+        Method::DELETE,
+        "/v1/projects/own",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    app.get("/v1/projects/own").await.expect(200);
+}
+
+/// A verified token is trusted for a few seconds without asking the
+/// database, but never past its expiry.
+#[actix_rt::test]
+async fn an_expired_token_stops_working_at_its_expiry() {
+    let app = TestApp::spawn().await;
+    let expires = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let created = app
+        .post(
+            "/v1/tokens",
+            json!({"name": "brief", "role": "reader",
+                   "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)}),
+        )
+        .await
+        .expect(201);
+    let secret = created["token"].as_str().expect("a secret").to_owned();
+    assert_eq!(
+        call_as(&app, Some(&secret), Method::GET, "/v1/projects", None).await,
+        200
+    );
+    let past = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
+    actix_rt::time::sleep(past + Duration::from_millis(100)).await;
+    assert_eq!(
+        call_as(&app, Some(&secret), Method::GET, "/v1/projects", None).await,
+        401,
+        "cached, but expired"
     );
 }
