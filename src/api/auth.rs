@@ -9,7 +9,7 @@ use crate::auth::{same_secret, Principal, Role};
 use crate::error::Error;
 use crate::registry::lookup::{self, Addressed};
 use crate::registry::{tokens, Actor};
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
@@ -113,37 +113,50 @@ async fn principal_for(state: &web::Data<AppState>, token: String) -> Result<Pri
     Ok(principal)
 }
 
+/// Passes the request on, or answers with the refusal itself (a response,
+/// not an error, so the outer middleware sees and labels it like any other).
+async fn pass_or_refuse<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+    refusal: Option<Error>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    match refusal {
+        None => Ok(next.call(req).await?.map_into_left_body()),
+        Some(e) => Ok(req.error_response(e).map_into_right_body()),
+    }
+}
+
 /// App-wide: who is calling (401 when nobody acceptable).
 pub async fn authenticate(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let refusal = identify(&req).await.err();
+    pass_or_refuse(req, next, refusal).await
+}
+
+/// Puts the caller's `Principal` on the request.
+async fn identify(req: &ServiceRequest) -> Result<(), Error> {
     if OPEN_PATHS.contains(&req.path()) {
-        return next.call(req).await;
+        return Ok(());
     }
     let state = req
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| Error::Internal("no application state".into()))?;
-    if req.path() == "/metrics" && state.metrics_open {
-        req.extensions_mut().insert(Principal {
-            name: "anonymous".to_owned(),
-            role: Role::Reader,
-            projects: None,
-        });
-        return next.call(req).await;
-    }
-    let principal = match bearer(&req) {
+    let anonymous = || Principal {
+        name: "anonymous".to_owned(),
+        role: Role::Reader,
+        projects: None,
+    };
+    let principal = match bearer(req) {
+        _ if req.path() == "/metrics" && state.metrics_open => anonymous(),
         Some(token) => principal_for(&state, token).await?,
-        None if state.anonymous_read && is_read(req.method()) => Principal {
-            name: "anonymous".to_owned(),
-            role: Role::Reader,
-            projects: None,
-        },
-        None => return Err(Error::Unauthorized("a bearer token is required".into()).into()),
+        None if state.anonymous_read && is_read(req.method()) => anonymous(),
+        None => return Err(Error::Unauthorized("a bearer token is required".into())),
     };
     req.extensions_mut().insert(principal);
-    next.call(req).await
+    Ok(())
 }
 
 /// Per resource: the project scope (404) and the role (403) its routes need.
@@ -151,19 +164,28 @@ pub async fn authorize(
     needs: Rc<HashMap<Method, Needs>>,
     addressed: Option<(Addressed, &'static str)>,
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let refusal = permit(&needs, addressed, &req).await.err();
+    pass_or_refuse(req, next, refusal).await
+}
+
+async fn permit(
+    needs: &HashMap<Method, Needs>,
+    addressed: Option<(Addressed, &'static str)>,
+    req: &ServiceRequest,
+) -> Result<(), Error> {
     let method = if req.method() == Method::HEAD {
         Method::GET
     } else {
         req.method().clone()
     };
+    // A method the resource does not have: its 405 answers.
     let Some(needs) = needs.get(&method).copied() else {
-        // A method the resource does not have: its 405 answers.
-        return next.call(req).await;
+        return Ok(());
     };
     if needs == Needs::Open {
-        return next.call(req).await;
+        return Ok(());
     }
     let principal = req
         .extensions()
@@ -181,7 +203,7 @@ pub async fn authorize(
             .run(move |conn| lookup::project_id_of(conn, kind, &lookup_ref))
             .await?;
         if project.is_some_and(|id| !principal.sees(&id)) {
-            return Err(Error::not_found(param, &reference).into());
+            return Err(Error::not_found(param, &reference));
         }
     }
     let allowed = match needs {
@@ -195,10 +217,9 @@ pub async fn authorize(
             principal.name,
             req.method(),
             req.match_info().as_str()
-        ))
-        .into());
+        )));
     }
-    next.call(req).await
+    Ok(())
 }
 
 /// The authenticated caller.

@@ -3,7 +3,7 @@
 
 use crate::logging;
 use crate::metrics::METRICS;
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
@@ -27,28 +27,26 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// Every answer passes here as a response, refusals by the authentication
+/// middleware included (they answer rather than fail), so each carries
+/// `X-Request-Id` and is counted under its route template.
 pub async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let id = request_id(&req);
     let started = Instant::now();
     let (method, path) = (req.method().to_string(), req.path().to_owned());
-    let result = logging::in_request(id.clone(), next.call(req)).await;
+    let mut res = logging::in_request(id.clone(), next.call(req))
+        .await?
+        .map_into_boxed_body();
     let elapsed = started.elapsed();
     logging::in_request(id.clone(), async {
-        let (status, route) = match &result {
-            Ok(res) => (
-                res.status().as_u16(),
-                res.request()
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".to_owned()),
-            ),
-            Err(e) => (
-                e.as_response_error().status_code().as_u16(),
-                "unmatched".to_owned(),
-            ),
-        };
+        let status = res.status().as_u16();
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
         let status_label = status.to_string();
         let labels = [route.as_str(), method.as_str(), status_label.as_str()];
         METRICS.http_requests.with_label_values(&labels).inc();
@@ -63,7 +61,6 @@ pub async fn observe(
         );
     })
     .await;
-    let mut res = result?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }

@@ -580,3 +580,146 @@ async fn an_expired_token_stops_working_at_its_expiry() {
         "cached, but expired"
     );
 }
+
+/// Every answer carries `X-Request-Id`, refusals included, and a scoped
+/// token cannot tell an existing project outside its scope from a missing
+/// one: the two 404s are the same but for the names in them.
+#[actix_rt::test]
+async fn every_refusal_carries_a_request_id_and_scope_404s_leak_nothing() {
+    let app = TestApp::spawn().await;
+    app.project("mine").await;
+    app.project("theirs").await;
+    let reader = token(&app, "plain-reader", "reader", &[]).await;
+    let scoped = token(&app, "mine-reader", "reader", &["mine"]).await;
+    let raw = |token: Option<String>,
+               method: Method,
+               path: &str,
+               headers: Vec<(&'static str, &'static str)>,
+               body: Vec<u8>| {
+        let mut request = client(token.as_deref()).request(method, format!("{}{path}", app.base));
+        for header in headers {
+            request = request.insert_header(header);
+        }
+        async move {
+            let mut response = request.send_body(body).await.expect("request completes");
+            let id = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = response.body().await.expect("body").to_vec();
+            (response.status().as_u16(), id, body)
+        }
+    };
+    let json = vec![("content-type", "application/json")];
+    let cases = [
+        (
+            "401",
+            None,
+            Method::GET,
+            "/v1/projects",
+            vec![],
+            vec![],
+            401,
+        ),
+        (
+            "403",
+            Some(reader.clone()),
+            Method::POST,
+            "/v1/projects",
+            json.clone(),
+            b"{\"slug\":\"x\"}".to_vec(),
+            403,
+        ),
+        (
+            "scope 404",
+            Some(scoped.clone()),
+            Method::GET,
+            "/v1/projects/theirs",
+            vec![],
+            vec![],
+            404,
+        ),
+        (
+            "missing 404",
+            Some(scoped.clone()),
+            Method::GET,
+            "/v1/projects/nosuch",
+            vec![],
+            vec![],
+            404,
+        ),
+        (
+            "405",
+            Some(reader.clone()),
+            Method::PUT,
+            "/v1/projects",
+            vec![],
+            vec![],
+            405,
+        ),
+        (
+            "413",
+            None,
+            Method::POST,
+            "/v1/projects",
+            json.clone(),
+            vec![b' '; 70_000],
+            413,
+        ),
+        (
+            "415",
+            None,
+            Method::POST,
+            "/v1/projects",
+            vec![("content-type", "text/plain")],
+            b"{}".to_vec(),
+            415,
+        ),
+        (
+            "400",
+            None,
+            Method::POST,
+            "/v1/projects",
+            json.clone(),
+            b"{".to_vec(),
+            400,
+        ),
+        (
+            "unknown route",
+            Some(reader.clone()),
+            Method::GET,
+            "/v2/nothing",
+            vec![],
+            vec![],
+            404,
+        ),
+    ];
+    let mut bodies = std::collections::HashMap::new();
+    for (name, token_, method, path, headers, body, status) in cases {
+        // 413/415/400 are checked after authentication: send the admin token.
+        let token_ =
+            token_.or_else(|| (status != 401).then(|| crate::support::ADMIN_TOKEN.to_owned()));
+        let (got, id, bytes) = raw(token_, method, path, headers, body).await;
+        assert_eq!(got, status, "{name}: {}", String::from_utf8_lossy(&bytes));
+        assert!(
+            id.is_some_and(|id| !id.is_empty()),
+            "{name} has no X-Request-Id"
+        );
+        bodies.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+    }
+    assert_eq!(
+        bodies["scope 404"].replace("theirs", "nosuch"),
+        bodies["missing 404"],
+        "the two 404s differ beyond the name"
+    );
+    // Refusals are counted under their route template.
+    let scrape = app.raw(Method::GET, "/metrics", &[], Vec::new()).await;
+    let text = String::from_utf8_lossy(&scrape.body).into_owned();
+    for (route, status) in [("/v1/projects", "401"), ("/v1/projects/{project}", "404")] {
+        let series = format!(
+            r#"snapreg_http_requests_total{{method="GET",route="{route}",status="{status}"}}"#
+        );
+        assert!(text.contains(&series), "{series} missing:\n{text}");
+    }
+}
