@@ -82,9 +82,21 @@ fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
 }
 
 /// The one byte range asked for, if any: `None` serves the whole blob (no
-/// `Range`, an unparseable one, or several ranges, which RFC 9110 lets a
-/// server ignore); an unsatisfiable range is `416 invalid_range`.
-fn requested_range(req: &HttpRequest, size: u64) -> std::result::Result<Option<(u64, u64)>, Error> {
+/// `Range`, an unparseable one, several ranges, which RFC 9110 lets a
+/// server ignore, or an `If-Range` that does not name this artifact's
+/// `ETag`, strongly compared); an unsatisfiable range is `416 invalid_range`.
+fn requested_range(
+    req: &HttpRequest,
+    size: u64,
+    etag: &str,
+) -> std::result::Result<Option<(u64, u64)>, Error> {
+    let if_range = req
+        .headers()
+        .get(header::IF_RANGE)
+        .map(|v| v.to_str().unwrap_or(""));
+    if if_range.is_some_and(|tag| tag.trim() != etag) {
+        return Ok(None);
+    }
     let Some(text) = req
         .headers()
         .get(header::RANGE)
@@ -137,7 +149,7 @@ pub async fn download(
             .insert_header((header::ETAG, tag))
             .finish());
     }
-    let range = match requested_range(&req, size) {
+    let range = match requested_range(&req, size, &tag) {
         Ok(range) => range,
         Err(e) => {
             let mut response = e.error_response();

@@ -233,3 +233,32 @@ async fn a_pending_image_may_replace_its_artifact() {
     assert_eq!(events[0]["from"], digest(&old));
     assert_eq!(events[0]["to"], digest(&new));
 }
+
+/// `If-Range` (RFC 9110): the range only while the client's copy is this
+/// artifact; a stale validator gets the whole artifact.
+#[actix_rt::test]
+async fn a_stale_if_range_gets_the_whole_artifact() {
+    let app = TestApp::spawn().await;
+    let image = pending_image(&app).await;
+    let body = bytes(5_000, 32);
+    put_artifact(&app, &image, &body, &digest(&body)).await;
+    let current = format!("\"{}\"", digest(&body));
+    let fresh = download(
+        &app,
+        &image,
+        &[("range", "bytes=0-9"), ("if-range", &current)],
+    )
+    .await;
+    fresh.assert_status(206);
+    assert!(fresh.body == body[..10]);
+    let stale_tag = format!("\"{}\"", digest(b"older bytes"));
+    for stale in [
+        stale_tag.as_str(),
+        "Tue, 01 Jan 2030 00:00:00 GMT",
+        "W/\"x\"",
+    ] {
+        let got = download(&app, &image, &[("range", "bytes=0-9"), ("if-range", stale)]).await;
+        got.assert_status(200);
+        assert!(got.body == body, "{stale}");
+    }
+}

@@ -114,3 +114,43 @@ async fn health_and_readiness() {
     );
     assert_eq!(app.get("/readyz").await.expect(200)["status"], "ok");
 }
+
+/// Bodies are strict: a key twice is not "last one wins", and a JSON body
+/// is `application/json` (parameters allowed), nothing else.
+#[actix_rt::test]
+async fn duplicate_keys_and_other_json_media_types_are_refused() {
+    let app = TestApp::spawn().await;
+    let json = Some("application/json");
+    app.call_raw(
+        Method::POST,
+        "/v1/projects",
+        json,
+        br#"{"slug":"a","slug":"b"}"#.to_vec(),
+    )
+    .await
+    .assert_error(400, "bad_request");
+    app.get("/v1/projects/a")
+        .await
+        .assert_error(404, "not_found");
+    app.get("/v1/projects/b")
+        .await
+        .assert_error(404, "not_found");
+    for other in ["text/json", "application/problem+json", "text/plain"] {
+        app.call_raw(
+            Method::POST,
+            "/v1/projects",
+            Some(other),
+            br#"{"slug":"c"}"#.to_vec(),
+        )
+        .await
+        .assert_error(415, "unsupported_media_type");
+    }
+    app.call_raw(
+        Method::POST,
+        "/v1/projects",
+        Some("application/json; charset=utf-8"),
+        br#"{"slug":"c"}"#.to_vec(),
+    )
+    .await
+    .expect(201);
+}
