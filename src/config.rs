@@ -24,7 +24,7 @@ pub struct StorageArgs {
 
     /// SQLite only: how long a write waits for another writer before its
     /// attempt counts as lost and is retried (5 attempts in all).
-    #[arg(long, env = "SNAPREG_SQLITE_BUSY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SNAPREG_SQLITE_BUSY_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub sqlite_busy_timeout: Duration,
 }
 
@@ -32,11 +32,11 @@ pub struct StorageArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ArtifactArgs {
     /// Upload sessions idle this long expire (e.g. 30m, 24h).
-    #[arg(long, env = "SNAPREG_UPLOAD_EXPIRY", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SNAPREG_UPLOAD_EXPIRY", default_value = "24h", value_parser = duration)]
     pub upload_expiry: Duration,
 
     /// Blobs no image references are removed once unused this long.
-    #[arg(long, env = "SNAPREG_GC_GRACE", default_value = "2h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SNAPREG_GC_GRACE", default_value = "2h", value_parser = duration)]
     pub gc_grace: Duration,
 }
 
@@ -53,11 +53,11 @@ pub struct ServeArgs {
     pub artifacts: ArtifactArgs,
 
     /// A pending image whose last heartbeat is older than this is failed.
-    #[arg(long, env = "SNAPREG_LEASE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SNAPREG_LEASE_TIMEOUT", default_value = "30m", value_parser = duration)]
     pub lease_timeout: Duration,
 
     /// How often the watchdog looks for expired leases (0s turns it off).
-    #[arg(long, env = "SNAPREG_WATCHDOG_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SNAPREG_WATCHDOG_INTERVAL", default_value = "30s", value_parser = duration)]
     pub watchdog_interval: Duration,
 
     /// A bearer token with every right (in addition to stored tokens).
@@ -73,11 +73,11 @@ pub struct ServeArgs {
     pub metrics_open: bool,
 
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
-    #[arg(long, env = "SNAPREG_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SNAPREG_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub shutdown_timeout: Duration,
 
     /// How often `serve` collects garbage (0s turns the loop off).
-    #[arg(long, env = "SNAPREG_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SNAPREG_GC_INTERVAL", default_value = "1h", value_parser = duration)]
     pub gc_interval: Duration,
 }
 
@@ -155,5 +155,33 @@ impl From<ServeArgs> for Config {
             metrics_open: args.metrics_open,
             shutdown_timeout: args.shutdown_timeout,
         }
+    }
+}
+
+/// The longest duration a setting takes: longer ones are typos (and would
+/// overflow date arithmetic), refused at start-up with this message.
+const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A duration flag: `2s`, `30m`, `1h`, `7d`; at most 100 years.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if parsed > LONGEST {
+        return Err(format!("{text} is longer than 100 years"));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(duration("30m"), Ok(Duration::from_secs(1800)));
+        assert!(duration("99y").is_ok());
+        assert!(duration("101y").is_err_and(|e| e.contains("100 years")));
+        assert!(duration("9999999999999999999h").is_err());
+        assert!(duration("soon").is_err());
     }
 }

@@ -60,7 +60,7 @@ enum TokenAction {
         #[arg(long = "project")]
         projects: Vec<String>,
         /// The token stops working after this long (e.g. 90d, 12h).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = snapreg::config::duration)]
         expires_in: Option<std::time::Duration>,
     },
     /// List tokens (never their secrets).

@@ -167,7 +167,9 @@ impl BlobStore for FsStore {
     }
 
     fn clean_temp(&self, age: Duration) -> io::Result<usize> {
-        let cutoff = SystemTime::now() - age;
+        let cutoff = SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(std::time::UNIX_EPOCH);
         let mut removed = 0;
         for (name, modified, _) in files_in(&self.root.join("tmp"))? {
             if modified <= cutoff {

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::metrics::METRICS;
 use diesel::prelude::*;
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
@@ -54,8 +54,7 @@ pub fn collect_garbage(
             .map_err(io_error("cleaning temporary files"))?,
         ..GcReport::default()
     };
-    let cutoff =
-        super::now() - chrono::Duration::from_std(settings.grace).unwrap_or(chrono::Duration::MAX);
+    let cutoff = super::ago(settings.grace);
     let candidates: Vec<String> = blobs::table
         .filter(blobs::last_used_at.lt(cutoff))
         .filter(diesel::dsl::not(diesel::dsl::exists(
@@ -177,7 +176,7 @@ fn expire_uploads(
         .load(conn)?
         .into_iter()
         .collect();
-    let file_cutoff = SystemTime::now() - expiry;
+    let file_cutoff = super::ago_system(expiry);
     for (name, modified) in objects {
         if !recorded.contains(&name) && modified <= file_cutoff {
             store

@@ -51,7 +51,7 @@ pub fn heartbeat(conn: &mut DbConn, reference: &str, log_tail: Option<String>) -
 
 /// The moment before which a heartbeat is too old.
 pub fn stale_before(timeout: Duration) -> NaiveDateTime {
-    now() - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX)
+    super::ago(timeout)
 }
 
 /// One watchdog round: fails the pending images whose lease expired, each

@@ -49,8 +49,36 @@ pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
 }
 
+/// The moment `d` before now; the earliest time there is when `d` reaches
+/// further back (a duration can be configured as large as one likes).
+pub fn ago(d: std::time::Duration) -> NaiveDateTime {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now().checked_sub_signed(d))
+        .unwrap_or(NaiveDateTime::MIN)
+}
+
+/// The same for file times.
+pub fn ago_system(d: std::time::Duration) -> std::time::SystemTime {
+    std::time::SystemTime::now()
+        .checked_sub(d)
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
 /// A new UUIDv7: ids sort by creation time, and ids made by one process are
 /// strictly increasing (events of one transaction keep their order).
 pub fn new_id() -> String {
     Uuid::now_v7().hyphenated().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn any_duration_ago_is_a_time_not_a_panic() {
+        assert_eq!(super::ago(Duration::MAX), chrono::NaiveDateTime::MIN);
+        assert_eq!(super::ago_system(Duration::MAX), std::time::UNIX_EPOCH);
+        assert!(super::ago(Duration::from_secs(60)) < super::now());
+    }
 }

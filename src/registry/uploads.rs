@@ -72,7 +72,7 @@ pub fn start_upload(
 
 /// The last moment of activity that keeps a session alive.
 pub fn idle_cutoff(expiry: Duration) -> NaiveDateTime {
-    now() - chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX)
+    super::ago(expiry)
 }
 
 /// A live session; expired and unknown ones are 404.

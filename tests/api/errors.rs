@@ -154,3 +154,21 @@ async fn duplicate_keys_and_other_json_media_types_are_refused() {
     .await
     .expect(201);
 }
+
+/// A duration no one means (it would overflow date arithmetic in the
+/// lease, upload and gc paths) is refused at start-up with a clear message.
+#[test]
+fn absurd_durations_are_refused_at_start_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for flag in ["--gc-grace", "--upload-expiry", "--lease-timeout"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_snapreg"))
+            .args(["serve", "--bind", "127.0.0.1:0", flag, "1000y"])
+            .env("SNAPREG_DATA_DIR", dir.path())
+            .output()
+            .expect("snapreg runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains("longer than 100 years"), "{flag}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{flag}: {stderr}");
+    }
+}
