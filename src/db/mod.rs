@@ -117,8 +117,10 @@ struct ConnectionSettings {
 impl CustomizeConnection<DbConn, diesel::r2d2::Error> for ConnectionSettings {
     fn on_acquire(&self, conn: &mut DbConn) -> std::result::Result<(), diesel::r2d2::Error> {
         if let DbConn::Sqlite(c) = conn {
+            // The timeout first: switching to WAL needs the lock, which a
+            // crashed or concurrent process may still hold for a moment.
             c.batch_execute(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {}; \
+                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                  PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                 self.busy_timeout.as_millis()
             ))

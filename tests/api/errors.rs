@@ -172,3 +172,32 @@ fn absurd_durations_are_refused_at_start_up() {
         assert!(!stderr.contains("panicked"), "{flag}: {stderr}");
     }
 }
+
+/// Opening a SQLite database another process holds locked for a moment
+/// waits for it (the busy timeout is set before the switch to WAL, which
+/// needs the lock) instead of failing with "database is locked".
+#[test]
+fn a_briefly_locked_sqlite_file_is_waited_for_at_start() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("snapreg.db");
+    let mut holder =
+        diesel::SqliteConnection::establish(&path.to_string_lossy()).expect("sqlite file");
+    holder
+        .batch_execute("CREATE TABLE held (x); BEGIN EXCLUSIVE; INSERT INTO held VALUES (1);")
+        .expect("lock held");
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_snapreg"))
+        .args(["migrate", "--database-url"])
+        .arg(&path)
+        .env("SNAPREG_DATA_DIR", dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("snapreg runs");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    holder.batch_execute("COMMIT").expect("lock released");
+    let output = migrate.wait_with_output().expect("migrate ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("database is locked"), "{stderr}");
+}
