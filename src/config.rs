@@ -11,20 +11,22 @@ pub struct StorageArgs {
     /// Database: a postgres:// or postgresql:// URL selects PostgreSQL;
     /// anything else is a SQLite file path, optionally prefixed sqlite://
     /// [default: <data-dir>/snapreg.db]
-    #[arg(long, env = "DATABASE_URL")]
+    // `global`: `snapreg token create … --data-dir X` works too.
+    #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
     /// Holds the SQLite file, the artifact store and the bootstrap admin token.
-    #[arg(long, env = "SNAPREG_DATA_DIR", default_value = "./snapreg-data")]
+    #[arg(
+        long,
+        env = "SNAPREG_DATA_DIR",
+        default_value = "./snapreg-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
-
-    /// Most database connections the service keeps open.
-    #[arg(long, env = "SNAPREG_POOL_SIZE", default_value_t = 16)]
-    pub pool_size: u32,
 
     /// SQLite only: how long a write waits for another writer before its
     /// attempt counts as lost and is retried (5 attempts in all).
-    #[arg(long, env = "SNAPREG_SQLITE_BUSY_TIMEOUT", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "SNAPREG_SQLITE_BUSY_TIMEOUT", default_value = "5s", value_parser = duration, global = true)]
     pub sqlite_busy_timeout: Duration,
 }
 
@@ -48,6 +50,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub storage: StorageArgs,
+
+    /// Most database connections the service keeps open.
+    #[arg(long, env = "SNAPREG_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: u32,
 
     #[command(flatten)]
     pub artifacts: ArtifactArgs,
@@ -143,7 +149,7 @@ impl From<ServeArgs> for Config {
             bind: args.bind,
             database_url: args.storage.database_url(),
             data_dir: args.storage.data_dir,
-            pool_size: args.storage.pool_size.max(1),
+            pool_size: args.pool_size.max(1),
             sqlite_busy_timeout: args.storage.sqlite_busy_timeout,
             upload_expiry: args.artifacts.upload_expiry,
             gc_grace: args.artifacts.gc_grace,

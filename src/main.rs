@@ -1,6 +1,7 @@
 //! The `snapreg` command: parses, then calls the library.
 
 use clap::{Parser, Subcommand};
+use snapreg::api::views::timestamp;
 use snapreg::app::Application;
 use snapreg::auth::Role;
 use snapreg::blobs::FsStore;
@@ -183,8 +184,8 @@ fn token(storage: &StorageArgs, action: TokenAction) -> Result<(), String> {
             .as_ref()
             .map_or("all projects".to_owned(), |p| p.join(","));
         let state = match (t.revoked_at, t.expires_at) {
-            (Some(_), _) => "revoked".to_owned(),
-            (None, Some(at)) => format!("expires {at}"),
+            (Some(at), _) => format!("revoked {}", timestamp(at)),
+            (None, Some(at)) => format!("expires {}", timestamp(at)),
             (None, None) => "active".to_owned(),
         };
         format!(
@@ -218,6 +219,7 @@ fn token(storage: &StorageArgs, action: TokenAction) -> Result<(), String> {
             println!("{secret}");
         }
         TokenAction::List => {
+            println!("ID  NAME  ROLE  PROJECTS  STATE");
             let mut page = PageRequest::new(Some(500), None).map_err(|e| e.to_string())?;
             loop {
                 let listed = tokens::list_tokens(&mut conn, &page).map_err(|e| e.to_string())?;

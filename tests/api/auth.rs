@@ -723,3 +723,66 @@ async fn every_refusal_carries_a_request_id_and_scope_404s_leak_nothing() {
         assert!(text.contains(&series), "{series} missing:\n{text}");
     }
 }
+
+/// The database flags go after the subcommand too, as the README writes
+/// them; `token list` has a header and RFC 3339 times; `--pool-size` is
+/// only for `serve` (the other commands open one connection).
+#[actix_rt::test]
+async fn the_token_cli_takes_database_flags_after_the_subcommand() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = app.config.database_url.connection_string();
+    let data_dir = dir.path().to_string_lossy().into_owned();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_snapreg"))
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("SNAPREG_DATA_DIR")
+            .env_remove("SNAPREG_ADMIN_TOKEN")
+            .output()
+            .expect("snapreg runs")
+    };
+    let created = run(&[
+        "token",
+        "create",
+        "--name",
+        "late-flags",
+        "--role",
+        "reader",
+        "--expires-in",
+        "1h",
+        "--database-url",
+        &url,
+        "--data-dir",
+        &data_dir,
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let listed = run(&[
+        "token",
+        "list",
+        "--database-url",
+        &url,
+        "--data-dir",
+        &data_dir,
+    ]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.starts_with("ID  NAME  ROLE  PROJECTS  STATE\n"),
+        "{listed}"
+    );
+    let line = listed
+        .lines()
+        .find(|l| l.contains("late-flags"))
+        .unwrap_or_default();
+    let expires = line.split("expires ").nth(1).unwrap_or_default();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(expires).is_ok() && expires.ends_with('Z'),
+        "{line}"
+    );
+    let pooled = run(&["migrate", "--pool-size", "4", "--database-url", &url]);
+    assert_eq!(pooled.status.code(), Some(2), "--pool-size is a serve flag");
+}
