@@ -186,6 +186,8 @@ impl Application {
         let port = listener.local_addr().map_err(bind_error)?.port();
         let state = web::Data::new(AppState {
             pool,
+            body_idle_timeout: config.body_idle_timeout,
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(config.max_uploads)),
             artifacts: Arc::new(Artifacts {
                 store,
                 hashes: Default::default(),

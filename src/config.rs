@@ -85,6 +85,14 @@ pub struct ServeArgs {
     /// How often `serve` collects garbage (0s turns the loop off).
     #[arg(long, env = "SNAPREG_GC_INTERVAL", default_value = "1h", value_parser = duration)]
     pub gc_interval: Duration,
+
+    /// A request body that sends nothing for this long is cut off (408).
+    #[arg(long, env = "SNAPREG_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub body_idle_timeout: Duration,
+
+    /// Artifact uploads that may stream at once; more answer 503 with Retry-After.
+    #[arg(long, env = "SNAPREG_MAX_UPLOADS", default_value_t = 64)]
+    pub max_uploads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +113,8 @@ pub struct Config {
     pub anonymous_read: bool,
     pub metrics_open: bool,
     pub shutdown_timeout: Duration,
+    pub body_idle_timeout: Duration,
+    pub max_uploads: usize,
 }
 
 impl Config {
@@ -125,6 +135,8 @@ impl Config {
             anonymous_read: false,
             metrics_open: false,
             shutdown_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
+            max_uploads: 64,
         }
     }
 
@@ -160,6 +172,10 @@ impl From<ServeArgs> for Config {
             anonymous_read: args.anonymous_read,
             metrics_open: args.metrics_open,
             shutdown_timeout: args.shutdown_timeout,
+            body_idle_timeout: Some(args.body_idle_timeout)
+                .filter(|t| !t.is_zero())
+                .unwrap_or(Duration::from_secs(30)),
+            max_uploads: args.max_uploads.max(1),
         }
     }
 }

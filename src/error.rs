@@ -74,6 +74,8 @@ pub enum Error {
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("no route {method} {path}")]
     RouteNotFound { method: String, path: String },

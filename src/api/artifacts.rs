@@ -57,9 +57,16 @@ pub async fn put(
     let image = state
         .run(move |conn| artifacts::writable_image(conn, &image))
         .await?;
-    let artifacts = state.artifacts.clone();
-    let staged =
-        transfer::stage(&artifacts.store, payload, Some(Sha256::new()), Target::Temp).await?;
+    let _slot = state.upload_slot()?;
+    let (artifacts, idle) = (state.artifacts.clone(), state.body_idle_timeout);
+    let staged = transfer::stage(
+        &artifacts.store,
+        payload,
+        Some(Sha256::new()),
+        Target::Temp,
+        idle,
+    )
+    .await?;
     let media_type = media_type(&req);
     let image = state
         .run(move |conn| artifacts.put(conn, &actor, &image.id, staged, expected, media_type))

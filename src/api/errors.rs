@@ -45,6 +45,7 @@ impl Error {
             Error::ImageSealed { .. } => "image_sealed",
             Error::InvalidRange(_) => "invalid_range",
             Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::RequestTimeout(_) => "request_timeout",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::UnknownReference(_) => "unknown_reference",
             Error::PreconditionFailed { .. } => "precondition_failed",
@@ -84,6 +85,7 @@ impl ResponseError for Error {
             Error::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             Error::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::UnknownReference(_)
             | Error::InvalidSnapshotPlan(_)

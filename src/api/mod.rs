@@ -45,6 +45,10 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub pool: DbPool,
     pub artifacts: Arc<Artifacts>,
+    /// A request body that sends nothing for this long is cut off (`408`).
+    pub body_idle_timeout: Duration,
+    /// Artifact uploads streaming at once; beyond them `503` + `Retry-After`.
+    pub upload_slots: Arc<tokio::sync::Semaphore>,
     /// A pending image's heartbeat older than this is stale.
     pub lease_timeout: Duration,
     /// `SNAPREG_ADMIN_TOKEN`.
@@ -56,6 +60,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A slot for one artifact body; `503 unavailable` when all are taken.
+    pub fn upload_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.upload_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Unavailable("every upload slot is taken".into()))
+    }
+
     /// Runs database work on the blocking pool: diesel is synchronous and
     /// must never block an actix worker.
     pub async fn run<T, F>(&self, f: F) -> Result<T>

@@ -1,22 +1,23 @@
 //! Moving artifact bytes between the network and the blob store without
-//! holding them in memory: a bounded channel between the async side and one
-//! blocking thread that does the file I/O (and hashing), so memory stays at
-//! a few chunks whatever the artifact's size.
+//! holding them in memory: uploads in 1 MiB batches written (and hashed)
+//! on blocking threads only once they arrived, downloads through a bounded
+//! channel, so memory stays at a few chunks whatever the artifact's size.
 
 use crate::blobs::{BlobFile, BlobStore};
 use crate::error::{Error, Result};
 use crate::metrics::METRICS;
 use crate::registry::artifacts::Staged;
 use actix_web::rt::task::spawn_blocking;
-use actix_web::web::{self, Bytes};
+use actix_web::web::{self, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Chunks in flight between the socket and the file.
-const CHANNEL_DEPTH: usize = 16;
+/// Bytes gathered from the network before they are written and hashed.
+const BATCH: usize = 1 << 20;
 /// Size of the chunks read from a blob for a download.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -54,6 +55,7 @@ pub async fn stage(
     payload: web::Payload,
     hasher: Option<Sha256>,
     target: Target<'_>,
+    idle: Duration,
 ) -> Result<Staged> {
     let upload = match target {
         Target::Temp => None,
@@ -65,7 +67,7 @@ pub async fn stage(
         Some(upload) => store.create_part(upload),
     })
     .await?;
-    match receive(payload, file, hasher).await {
+    match receive(payload, file, hasher, idle).await {
         Ok(received) => Ok(Staged {
             name,
             length: received.length,
@@ -82,67 +84,111 @@ pub async fn stage(
     }
 }
 
+/// Where received bytes go: the file, and the running hash.
+struct Sink {
+    file: Box<dyn BlobFile>,
+    hasher: Option<Sha256>,
+    length: u64,
+}
+
+impl Sink {
+    /// Writes and hashes one batch, the hash on a second thread, so a large
+    /// upload costs the slower of the two, not both.
+    fn take(mut self, batch: Bytes) -> io::Result<Sink> {
+        let Sink { file, hasher, .. } = &mut self;
+        std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| {
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&batch);
+                }
+            });
+            let written = file.write_all(&batch);
+            hashing
+                .join()
+                .map_err(|_| io::Error::other("hashing thread panicked"))?;
+            written
+        })?;
+        self.length += batch.len() as u64;
+        Ok(self)
+    }
+}
+
 /// Streams the request body into `file`, feeding `hasher` on the way, and
-/// syncs the file at the end. Hashing and writing run on two threads, each
-/// fed the same chunks, so a large upload costs the slower of the two, not
-/// both.
+/// syncs the file at the end. Bytes are gathered in batches while they
+/// arrive; a batch is written and hashed on a blocking thread while the
+/// next one is read. No blocking thread is held while the service waits
+/// for the network, so stalled uploads cannot starve database work; a body
+/// that sends nothing for `idle` is cut off (`408`).
 async fn receive(
     mut payload: web::Payload,
     file: Box<dyn BlobFile>,
     hasher: Option<Sha256>,
+    idle: Duration,
 ) -> Result<Received> {
-    let (to_writer, mut for_writer) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let (to_hasher, mut for_hasher) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let writer = spawn_blocking(move || -> io::Result<u64> {
-        let (mut file, mut length) = (file, 0u64);
-        while let Some(chunk) = for_writer.blocking_recv() {
-            file.write_all(&chunk)?;
-            length += chunk.len() as u64;
-        }
-        file.sync()?;
-        Ok(length)
+    let failed = |e: tokio::task::JoinError| Error::Internal(format!("transfer task failed: {e}"));
+    let stored = |e: io::Error| Error::Internal(format!("writing to the blob store: {e}"));
+    let mut first = Some(Sink {
+        file,
+        hasher,
+        length: 0,
     });
-    let hashing = hasher.is_some();
-    let hasher = spawn_blocking(move || {
-        let mut hasher = hasher;
-        while let Some(chunk) = for_hasher.blocking_recv() {
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&chunk);
-            }
-        }
-        hasher
-    });
-    let mut interrupted = None;
-    while let Some(chunk) = payload.next().await {
-        match chunk {
-            Ok(chunk) => {
-                if hashing && to_hasher.send(chunk.clone()).await.is_err() {
-                    break;
-                }
-                // The writer stopped (it failed): its error is reported below.
-                if to_writer.send(chunk).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                interrupted = Some(e);
+    let mut in_flight: Option<tokio::task::JoinHandle<io::Result<Sink>>> = None;
+    let mut batch = BytesMut::new();
+    let mut cut = None;
+    loop {
+        let chunk = match tokio::time::timeout(idle, payload.next()).await {
+            Err(_) => {
+                cut = Some(Error::RequestTimeout(format!(
+                    "no bytes of the body arrived for {}",
+                    humantime::format_duration(idle)
+                )));
                 break;
             }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                cut = Some(Error::BadRequest(format!("the body was cut short: {e}")));
+                break;
+            }
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        batch.extend_from_slice(&chunk);
+        if batch.len() >= BATCH {
+            let sink = match in_flight.take() {
+                Some(writing) => writing.await.map_err(failed)?.map_err(stored)?,
+                None => first
+                    .take()
+                    .ok_or_else(|| Error::Internal("no sink".into()))?,
+            };
+            let full = batch.split().freeze();
+            in_flight = Some(spawn_blocking(move || sink.take(full)));
         }
     }
-    drop((to_writer, to_hasher));
-    let failed = |e| Error::Internal(format!("transfer task failed: {e}"));
-    let written = writer.await.map_err(failed)?;
-    let hasher = hasher.await.map_err(failed)?;
-    if let Some(e) = interrupted {
-        return Err(Error::BadRequest(format!("the body was cut short: {e}")));
+    let sink = match in_flight.take() {
+        Some(writing) => writing.await.map_err(failed)?.map_err(stored)?,
+        None => first
+            .take()
+            .ok_or_else(|| Error::Internal("no sink".into()))?,
+    };
+    if let Some(e) = cut {
+        return Err(e);
     }
-    let length = written.map_err(|e| Error::Internal(format!("writing to the blob store: {e}")))?;
+    let rest = batch.freeze();
+    let sink = spawn_blocking(move || -> io::Result<Sink> {
+        let mut sink = sink.take(rest)?;
+        sink.file.sync()?;
+        Ok(sink)
+    })
+    .await
+    .map_err(failed)?
+    .map_err(stored)?;
     METRICS
         .artifact_bytes
         .with_label_values(&["in"])
-        .inc_by(length);
-    Ok(Received { hasher, length })
+        .inc_by(sink.length);
+    Ok(Received {
+        hasher: sink.hasher,
+        length: sink.length,
+    })
 }
 
 /// Streams `length` bytes of `reader` as a response body.

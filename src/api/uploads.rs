@@ -81,9 +81,17 @@ async fn append_chunk(
     payload: web::Payload,
     range: Option<(u64, u64)>,
 ) -> Result<UploadRow> {
-    let artifacts = state.artifacts.clone();
+    let _slot = state.upload_slot()?;
+    let (artifacts, idle) = (state.artifacts.clone(), state.body_idle_timeout);
     let hasher = artifacts.hasher_at(&upload);
-    let part = transfer::stage(&artifacts.store, payload, hasher, Target::Part(&upload.id)).await?;
+    let part = transfer::stage(
+        &artifacts.store,
+        payload,
+        hasher,
+        Target::Part(&upload.id),
+        idle,
+    )
+    .await?;
     let announced = range.map(|(first, last)| last - first + 1);
     state
         .run(move |conn| artifacts.append(conn, &upload, part, announced))

@@ -17,5 +17,6 @@ mod projects;
 mod races;
 mod resolve;
 mod snapshots;
+mod stalls;
 mod support;
 mod uploads;
