@@ -1,5 +1,5 @@
 //! Moving artifact bytes between the network and the blob store without
-//! holding them in memory: uploads in 1 MiB batches written (and hashed)
+//! holding them in memory: uploads in 2 MiB batches written (and hashed)
 //! on blocking threads only once they arrived, downloads through a bounded
 //! channel, so memory stays at a few chunks whatever the artifact's size.
 
@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Bytes gathered from the network before they are written and hashed.
-const BATCH: usize = 1 << 20;
+const BATCH: usize = 2 << 20;
 /// Size of the chunks read from a blob for a download.
 const READ_CHUNK: usize = 256 * 1024;
 
