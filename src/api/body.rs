@@ -64,8 +64,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     }
 }
 
-/// A JSON object whose keys are all different: `{"slug":"a","slug":"b"}` is
-/// refused instead of keeping the last. Anything but an object is refused.
+/// The only body field to which the contract gives `null` a meaning
+/// (`snapshot_plan: null` clears a plan's link); anywhere else `null` is a
+/// `400`, not "absent".
+const NULLABLE: &[&str] = &["snapshot_plan"];
+
+/// A JSON object whose keys are all different (`{"slug":"a","slug":"b"}` is
+/// refused instead of keeping the last) and whose values are not `null`
+/// but where `NULLABLE` says. Anything but an object is refused.
 struct StrictObject(Map<String, Value>);
 
 impl<'de> serde::Deserialize<'de> for StrictObject {
@@ -84,6 +90,11 @@ impl<'de> serde::Deserialize<'de> for StrictObject {
                 while let Some((key, value)) = map.next_entry::<String, Value>()? {
                     if object.contains_key(&key) {
                         return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+                    }
+                    if value.is_null() && !NULLABLE.contains(&key.as_str()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "`{key}` may not be null (leave it out instead)"
+                        )));
                     }
                     object.insert(key, value);
                 }
@@ -110,6 +121,12 @@ mod tests {
             .map(|e| e.to_string());
         assert!(twice.is_some_and(|e| e.contains("duplicate key `slug`")));
         assert!(parse(r#"["slug","a"]"#).is_err());
+        let null = parse(r#"{"status":null}"#).err().map(|e| e.to_string());
+        assert!(null.is_some_and(|e| e.contains("`status` may not be null")));
+        assert!(
+            parse(r#"{"snapshot_plan":null}"#).is_ok(),
+            "null clears the link"
+        );
         assert!(parse("null").is_err());
     }
 }

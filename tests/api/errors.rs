@@ -201,3 +201,51 @@ fn a_briefly_locked_sqlite_file_is_waited_for_at_start() {
     assert!(output.status.success(), "{stderr}");
     assert!(!stderr.contains("database is locked"), "{stderr}");
 }
+
+/// `null` means nothing but where the contract says (a plan's
+/// `snapshot_plan`): elsewhere it is a `400`, not "absent".
+#[actix_rt::test]
+async fn null_where_it_means_nothing_is_refused() {
+    let app = TestApp::spawn().await;
+    app.project_with_plans("web", &["debian", "ubuntu"]).await;
+    let snapshot = app.snapshot("web", json!({"plans": []})).await;
+    let snapshot_id = snapshot["id"].as_str().unwrap_or_default().to_owned();
+    for (path, body) in [
+        ("/v1/projects/web/snapshots", json!({"status": null})),
+        ("/v1/projects/web/snapshots", json!({"build_id": null})),
+        (
+            &*format!("/v1/snapshots/{snapshot_id}/images"),
+            json!({"plan": "debian", "job_id": null}),
+        ),
+        (
+            &*format!("/v1/snapshots/{snapshot_id}/images"),
+            json!({"plan": null}),
+        ),
+        ("/v1/projects", json!({"slug": "x", "name": null})),
+    ] {
+        app.post(path, body.clone())
+            .await
+            .assert_error(400, "bad_request");
+    }
+    app.patch("/v1/projects/web", json!({"auto_promote": null}))
+        .await
+        .assert_error(400, "bad_request");
+    app.patch("/v1/projects/web/plans/debian", json!({"name": null}))
+        .await
+        .assert_error(400, "bad_request");
+    // The one field null means something for: it clears the link.
+    app.patch(
+        "/v1/projects/web/plans/ubuntu",
+        json!({"snapshot_plan": "debian"}),
+    )
+    .await
+    .expect(200);
+    let cleared = app
+        .patch(
+            "/v1/projects/web/plans/ubuntu",
+            json!({"snapshot_plan": null}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(cleared["snapshot_plan_id"], serde_json::Value::Null);
+}
