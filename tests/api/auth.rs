@@ -20,6 +20,19 @@ async fn token(app: &TestApp, name: &str, role: &str, projects: &[&str]) -> Stri
     created["token"].as_str().expect("a secret").to_owned()
 }
 
+/// The slugs `GET /v1/projects` lists for `token`.
+async fn project_slugs_seen_by(app: &TestApp, token: &str) -> Vec<Value> {
+    let listed = client(Some(token))
+        .get(format!("{}/v1/projects", app.base))
+        .send()
+        .await
+        .expect("request completes")
+        .json::<Value>()
+        .await
+        .expect("json");
+    items(&listed).iter().map(|p| p["slug"].clone()).collect()
+}
+
 async fn call_as(
     app: &TestApp,
     token: Option<&str>,
@@ -242,15 +255,7 @@ async fn a_token_limited_to_projects_sees_404_outside_them() {
         };
         assert_eq!(status, expected, "{method} {path}");
     }
-    let listed = client(Some(&scoped))
-        .get(format!("{}/v1/projects", app.base))
-        .send()
-        .await
-        .expect("request completes")
-        .json::<Value>()
-        .await
-        .expect("json");
-    let slugs: Vec<_> = items(&listed).iter().map(|p| p["slug"].clone()).collect();
+    let slugs = project_slugs_seen_by(&app, &scoped).await;
     assert_eq!(slugs, ["other"]);
     // Inside its scope the token works.
     let inside = call_as(&app, Some(&scoped), Method::GET, "/v1/projects/other", None).await;
@@ -492,15 +497,8 @@ async fn a_scope_whose_projects_are_gone_reaches_nothing() {
     app.project("gone").await;
     let builder = token(&app, "gone-builder", "builder", &["gone"]).await;
     app.delete("/v1/projects/gone").await;
-    let listed = client(Some(&builder))
-        .get(format!("{}/v1/projects", app.base))
-        .send()
-        .await
-        .expect("request completes")
-        .json::<Value>()
-        .await
-        .expect("json");
-    assert!(items(&listed).is_empty(), "{listed}");
+    let seen = project_slugs_seen_by(&app, &builder).await;
+    assert!(seen.is_empty(), "{seen:?}");
     for (method, path, body) in [
         ("GET", "/v1/projects/web", None),
         ("GET", "/v1/snapshots/{snapshot}", None),

@@ -31,6 +31,9 @@ async fn json_bodies_need_the_json_media_type() {
         Some("text/plain"),
         None,
         Some("application/x-www-form-urlencoded"),
+        // actix's `Json` alone would take these two.
+        Some("text/json"),
+        Some("application/problem+json"),
     ] {
         app.call_raw(
             Method::POST,
@@ -115,10 +118,9 @@ async fn health_and_readiness() {
     assert_eq!(app.get("/readyz").await.expect(200)["status"], "ok");
 }
 
-/// Bodies are strict: a key twice is not "last one wins", and a JSON body
-/// is `application/json` (parameters allowed), nothing else.
+/// Bodies are strict: a key twice is not "last one wins".
 #[actix_rt::test]
-async fn duplicate_keys_and_other_json_media_types_are_refused() {
+async fn duplicate_keys_are_refused() {
     let app = TestApp::spawn().await;
     let json = Some("application/json");
     app.call_raw(
@@ -135,24 +137,6 @@ async fn duplicate_keys_and_other_json_media_types_are_refused() {
     app.get("/v1/projects/b")
         .await
         .assert_error(404, "not_found");
-    for other in ["text/json", "application/problem+json", "text/plain"] {
-        app.call_raw(
-            Method::POST,
-            "/v1/projects",
-            Some(other),
-            br#"{"slug":"c"}"#.to_vec(),
-        )
-        .await
-        .assert_error(415, "unsupported_media_type");
-    }
-    app.call_raw(
-        Method::POST,
-        "/v1/projects",
-        Some("application/json; charset=utf-8"),
-        br#"{"slug":"c"}"#.to_vec(),
-    )
-    .await
-    .expect(201);
 }
 
 /// A duration no one means (it would overflow date arithmetic in the
