@@ -8,7 +8,9 @@ use super::views::{PageJson, PointerMoveJson, SnapshotJson};
 use super::{AppState, PageQuery};
 use crate::error::{Error, Result};
 use crate::pointer_rules::{etag, Precondition};
-use crate::registry::{pointer, Actor};
+use crate::registry::pointer::{self, Moved};
+use crate::registry::snapshots::SnapshotView;
+use crate::registry::Actor;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
@@ -69,6 +71,13 @@ pub async fn get(
         .json(SnapshotJson::from(snapshot)))
 }
 
+/// The snapshot a change left current, with the pointer's new version.
+fn now_current(moved: Moved<SnapshotView>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(moved.seq)))
+        .json(SnapshotJson::from(moved.value))
+}
+
 pub async fn set(
     state: web::Data<AppState>,
     actor: Actor,
@@ -80,9 +89,7 @@ pub async fn set(
     let moved = state
         .run(move |conn| pointer::set_current(conn, &actor, &project, &snapshot, &precondition))
         .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, etag(moved.seq)))
-        .json(SnapshotJson::from(moved.value)))
+    Ok(now_current(moved))
 }
 
 pub async fn clear(
@@ -111,9 +118,7 @@ pub async fn rollback(
     let moved = state
         .run(move |conn| pointer::rollback(conn, &actor, &project, to.as_deref(), &precondition))
         .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, etag(moved.seq)))
-        .json(SnapshotJson::from(moved.value)))
+    Ok(now_current(moved))
 }
 
 pub async fn history(

@@ -27,6 +27,16 @@ async fn rollback(app: &TestApp, body: Value) -> crate::support::Reply {
     app.post("/v1/projects/web/current/rollback", body).await
 }
 
+/// `PUT …/current` of `snapshot` with `If-Match: tag`.
+async fn put_current_if(app: &TestApp, tag: &str, snapshot: &Value) -> RawReply {
+    let body = json!({ "snapshot_id": id(snapshot) })
+        .to_string()
+        .into_bytes();
+    let headers = [("content-type", "application/json"), ("if-match", tag)];
+    app.raw(Method::PUT, "/v1/projects/web/current", &headers, body)
+        .await
+}
+
 async fn current_raw(app: &TestApp, headers: &[(&str, &str)]) -> RawReply {
     app.raw(Method::GET, "/v1/projects/web/current", headers, Vec::new())
         .await
@@ -217,27 +227,12 @@ async fn if_match_guards_every_pointer_change() {
     app.project_with_plans("web", &["debian"]).await;
     let a = app.active_snapshot("web").await;
     let b = app.active_snapshot("web").await;
-    let body = |s: &Value| json!({ "snapshot_id": id(s) }).to_string().into_bytes();
     let json_match = |tag: &'static str| [("content-type", "application/json"), ("if-match", tag)];
-    let set = app
-        .raw(
-            Method::PUT,
-            "/v1/projects/web/current",
-            &json_match("\"0\""),
-            body(&a),
-        )
-        .await;
+    let set = put_current_if(&app, "\"0\"", &a).await;
     set.assert_status(200);
     assert_eq!(set.header("etag"), Some("\"1\""));
     // A stale version: nothing changes.
-    let stale = app
-        .raw(
-            Method::PUT,
-            "/v1/projects/web/current",
-            &json_match("\"0\""),
-            body(&b),
-        )
-        .await;
+    let stale = put_current_if(&app, "\"0\"", &b).await;
     stale.assert_error(412, "precondition_failed");
     assert_eq!(
         stale.header("etag"),
@@ -266,14 +261,7 @@ async fn if_match_guards_every_pointer_change() {
     assert_eq!(current["id"], a["id"]);
     assert_eq!(history(&app).await.len(), 1);
     // The version it is at, or `*`: the change goes through.
-    let set = app
-        .raw(
-            Method::PUT,
-            "/v1/projects/web/current",
-            &json_match("*"),
-            body(&b),
-        )
-        .await;
+    let set = put_current_if(&app, "*", &b).await;
     set.assert_status(200);
     assert_eq!(set.header("etag"), Some("\"2\""));
     let back = app
@@ -325,18 +313,9 @@ async fn concurrent_compare_and_swap_has_one_winner() {
             .header("etag")
             .map(str::to_owned)
             .unwrap_or_default();
-        let replies = futures::future::join_all(candidates.iter().map(|s| {
-            let headers = [
-                ("content-type", "application/json"),
-                ("if-match", version.as_str()),
-            ];
-            let body = json!({ "snapshot_id": id(s) }).to_string().into_bytes();
-            async move {
-                app.raw(Method::PUT, "/v1/projects/web/current", &headers, body)
-                    .await
-            }
-        }))
-        .await;
+        let replies =
+            futures::future::join_all(candidates.iter().map(|s| put_current_if(app, &version, s)))
+                .await;
         let won: Vec<&RawReply> = replies.iter().filter(|r| r.status == 200).collect();
         let lost = replies.iter().filter(|r| r.status == 412).count();
         // A winner that set the snapshot already current moves nothing, so
