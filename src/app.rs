@@ -4,8 +4,9 @@
 use crate::api::{self, auth, errors, observe, AppState};
 use crate::auth::Role;
 use crate::background::Background;
-use crate::blobs::{BlobStore, FsStore};
+use crate::blobs::BlobStore;
 use crate::config::Config;
+use crate::db::rounds::{self, Round};
 use crate::db::{self, DatabaseUrl, SetupError};
 use crate::registry::artifacts::Artifacts;
 use crate::registry::gc::{collect_garbage, GcSettings};
@@ -46,24 +47,30 @@ pub enum StartError {
 /// PostgreSQL what is older than the grace period (another replica sharing
 /// the store may be writing the rest).
 pub fn open_store(config: &Config) -> Result<Arc<dyn BlobStore>, StartError> {
-    let path = config.blob_dir();
+    let path = &config.blob_location;
     let failed = |source| StartError::Store {
-        path: path.display().to_string(),
+        path: path.to_string(),
         source,
     };
-    let store = FsStore::open(&path).map_err(failed)?;
+    let store = path.open().map_err(failed)?;
     let age = match config.database_url {
         DatabaseUrl::Sqlite(_) => Duration::ZERO,
         DatabaseUrl::Postgres(_) => config.gc_grace,
     };
     let removed = store.clean_temp(age).map_err(failed)?;
     if removed > 0 {
-        log::info!(
-            "removed {removed} leftover temporary file(s) from {}",
-            path.display()
-        );
+        log::info!("removed {removed} leftover temporary file(s) from {path}");
     }
-    Ok(Arc::new(store))
+    Ok(store)
+}
+
+/// A background round, run by one replica at a time (`db::rounds`).
+fn once(url: &DatabaseUrl, task: &str, interval: Duration, round: impl FnOnce()) {
+    match rounds::once_across_replicas(url, task, interval, round) {
+        Ok(Round::Ran) => {}
+        Ok(Round::Skipped) => log::debug!("{task}: another replica has this round"),
+        Err(e) => log::warn!("{task}: cannot coordinate with other replicas, round skipped: {e}"),
+    }
 }
 
 /// One garbage collection round of `serve`.
@@ -198,6 +205,7 @@ impl Application {
             anonymous_read: config.anonymous_read,
             tokens: Default::default(),
             metrics_open: config.metrics_open,
+            download_redirect: config.download_redirect,
         });
         if config.admin_token.is_none() {
             bootstrap_admin(&state, &config.data_dir)?;
@@ -211,11 +219,17 @@ impl Application {
                     upload_expiry: config.upload_expiry,
                 },
             );
-            background.every("gc", interval, move || collect(&state, &settings));
+            let url = config.database_url.clone();
+            background.every("gc", interval, move || {
+                once(&url, "gc", interval, || collect(&state, &settings))
+            });
         }
         if let Some(interval) = config.watchdog_interval {
             let state = state.clone();
-            background.every("watchdog", interval, move || watch(&state));
+            let url = config.database_url.clone();
+            background.every("watchdog", interval, move || {
+                once(&url, "watchdog", interval, || watch(&state))
+            });
         }
         let server = HttpServer::new(move || {
             App::new()

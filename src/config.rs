@@ -1,5 +1,6 @@
 //! Flags and environment → one `Config` value (API.md, "Running it").
 
+use crate::blobs::{BlobLocation, S3Settings};
 use crate::db::DatabaseUrl;
 use clap::Args;
 use std::path::PathBuf;
@@ -28,6 +29,21 @@ pub struct StorageArgs {
     /// attempt counts as lost and is retried (5 attempts in all).
     #[arg(long, env = "SNAPREG_SQLITE_BUSY_TIMEOUT", default_value = "5s", value_parser = duration, global = true)]
     pub sqlite_busy_timeout: Duration,
+
+    /// The artifact store: a folder, or s3://bucket[/prefix] for an
+    /// S3-compatible bucket that replicas share (credentials from the usual
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN)
+    /// [default: <data-dir>/blobs]
+    #[arg(long, env = "SNAPREG_BLOB_STORE", value_parser = blob_store, global = true)]
+    pub blob_store: Option<BlobLocation>,
+
+    /// The S3-compatible server's URL (e.g. http://127.0.0.1:9000); AWS when unset.
+    #[arg(long, env = "SNAPREG_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// The bucket's region [default: AWS_REGION, else us-east-1].
+    #[arg(long, env = "SNAPREG_S3_REGION", global = true)]
+    pub s3_region: Option<String>,
 }
 
 /// Artifact housekeeping; shared by `serve` and `gc`.
@@ -93,6 +109,12 @@ pub struct ServeArgs {
     /// Artifact uploads that may stream at once; more answer 503 with Retry-After.
     #[arg(long, env = "SNAPREG_MAX_UPLOADS", default_value_t = 64)]
     pub max_uploads: usize,
+
+    /// S3 only: answer artifact downloads with a redirect (307) to a
+    /// presigned URL valid this long, so bytes bypass the service (0s: the
+    /// service streams them itself).
+    #[arg(long, env = "SNAPREG_DOWNLOAD_REDIRECT", default_value = "0s", value_parser = duration)]
+    pub download_redirect: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +122,7 @@ pub struct Config {
     pub bind: String,
     pub database_url: DatabaseUrl,
     pub data_dir: PathBuf,
+    pub blob_location: BlobLocation,
     pub pool_size: u32,
     pub sqlite_busy_timeout: Duration,
     pub upload_expiry: Duration,
@@ -115,6 +138,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub body_idle_timeout: Duration,
     pub max_uploads: usize,
+    /// `None`: downloads stream through the service.
+    pub download_redirect: Option<Duration>,
 }
 
 impl Config {
@@ -123,6 +148,7 @@ impl Config {
         Config {
             bind: bind.into(),
             database_url,
+            blob_location: BlobLocation::Dir(data_dir.join("blobs")),
             data_dir,
             pool_size: 16,
             sqlite_busy_timeout: crate::db::SQLITE_BUSY_TIMEOUT,
@@ -137,12 +163,8 @@ impl Config {
             shutdown_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(30),
             max_uploads: 64,
+            download_redirect: None,
         }
-    }
-
-    /// The artifact store's folder.
-    pub fn blob_dir(&self) -> PathBuf {
-        self.data_dir.join("blobs")
     }
 }
 
@@ -153,6 +175,29 @@ impl StorageArgs {
             _ => DatabaseUrl::Sqlite(self.data_dir.join("snapreg.db")),
         }
     }
+
+    pub fn blob_location(&self) -> BlobLocation {
+        match &self.blob_store {
+            None => BlobLocation::Dir(self.data_dir.join("blobs")),
+            Some(BlobLocation::S3(s3)) => BlobLocation::S3(S3Settings {
+                endpoint: self.s3_endpoint.clone().filter(|e| !e.is_empty()),
+                region: self.s3_region.clone().filter(|r| !r.is_empty()),
+                ..s3.clone()
+            }),
+            Some(dir) => dir.clone(),
+        }
+    }
+}
+
+/// `--blob-store`: `s3://bucket[/prefix]` or a folder.
+fn blob_store(text: &str) -> Result<BlobLocation, String> {
+    if text.starts_with("s3://") {
+        return S3Settings::parse(text).map(BlobLocation::S3);
+    }
+    match text.contains("://") {
+        true => Err(format!("{text:?}: only s3:// URLs and folders are stores")),
+        false => Ok(BlobLocation::Dir(PathBuf::from(text))),
+    }
 }
 
 impl From<ServeArgs> for Config {
@@ -160,6 +205,7 @@ impl From<ServeArgs> for Config {
         Config {
             bind: args.bind,
             database_url: args.storage.database_url(),
+            blob_location: args.storage.blob_location(),
             data_dir: args.storage.data_dir,
             pool_size: args.pool_size.max(1),
             sqlite_busy_timeout: args.storage.sqlite_busy_timeout,
@@ -176,6 +222,7 @@ impl From<ServeArgs> for Config {
                 .filter(|t| !t.is_zero())
                 .unwrap_or(Duration::from_secs(30)),
             max_uploads: args.max_uploads.max(1),
+            download_redirect: Some(args.download_redirect).filter(|d| !d.is_zero()),
         }
     }
 }

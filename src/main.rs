@@ -4,13 +4,14 @@ use clap::{Parser, Subcommand};
 use snapreg::api::views::timestamp;
 use snapreg::app::Application;
 use snapreg::auth::Role;
-use snapreg::blobs::FsStore;
+use snapreg::blobs::BlobStore;
 use snapreg::config::{ArtifactArgs, Config, ServeArgs, StorageArgs};
 use snapreg::db::PooledConn;
 use snapreg::registry::gc::{collect_garbage, GcSettings};
 use snapreg::registry::page::PageRequest;
 use snapreg::registry::tokens::{self, NewToken, TokenInfo};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -115,12 +116,14 @@ fn migrate(args: &StorageArgs) -> Result<(), String> {
 }
 
 /// The database and the artifact store, for the maintenance commands.
-fn open(args: &StorageArgs) -> Result<(PooledConn, FsStore), String> {
+fn open(args: &StorageArgs) -> Result<(PooledConn, Arc<dyn BlobStore>), String> {
     let pool = snapreg::db::connect_with(&args.database_url(), 1, args.sqlite_busy_timeout)
         .map_err(|e| e.to_string())?;
     let conn = pool.get().map_err(|e| e.to_string())?;
-    let dir = args.data_dir.join("blobs");
-    let store = FsStore::open(&dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    let location = args.blob_location();
+    let store = location
+        .open()
+        .map_err(|e| format!("cannot open the artifact store {location}: {e}"))?;
     Ok((conn, store))
 }
 
@@ -130,7 +133,8 @@ fn gc(storage: &StorageArgs, artifacts: &ArtifactArgs) -> Result<(), String> {
         grace: artifacts.gc_grace,
         upload_expiry: artifacts.upload_expiry,
     };
-    let report = collect_garbage(&mut conn, &store, &settings).map_err(|e| format!("{e:?}"))?;
+    let report =
+        collect_garbage(&mut conn, store.as_ref(), &settings).map_err(|e| format!("{e:?}"))?;
     println!(
         "{} blob(s) deleted, {} upload(s) expired, {} temporary file(s) removed",
         report.blobs_deleted,
@@ -142,7 +146,8 @@ fn gc(storage: &StorageArgs, artifacts: &ArtifactArgs) -> Result<(), String> {
 
 fn fsck(storage: &StorageArgs) -> Result<(), String> {
     let (mut conn, store) = open(storage)?;
-    let report = snapreg::registry::fsck::fsck(&mut conn, &store).map_err(|e| format!("{e:?}"))?;
+    let report =
+        snapreg::registry::fsck::fsck(&mut conn, store.as_ref()).map_err(|e| format!("{e:?}"))?;
     for (digest, images) in &report.missing {
         println!(
             "missing  {digest} (referenced by image {})",

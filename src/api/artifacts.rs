@@ -185,6 +185,19 @@ pub async fn download(
     if req.method() == Method::HEAD {
         return Ok(response.streaming(futures_util::stream::empty::<std::io::Result<Bytes>>()));
     }
+    if let (Some(valid_for), Some(blob)) = (state.download_redirect, blob.clone()) {
+        let url = on_store(&state.artifacts.store, move |store| {
+            store.download_url(&blob, valid_for)
+        })
+        .await?;
+        if let Some(url) = url {
+            // The client repeats its Range on the store, which answers it.
+            return Ok(HttpResponse::TemporaryRedirect()
+                .insert_header((header::LOCATION, url))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish());
+        }
+    }
     let opened = match blob {
         Some(blob) => {
             on_store(&state.artifacts.store, move |store| {

@@ -57,6 +57,8 @@ pub struct AppState {
     pub tokens: auth::TokenCache,
     /// `/metrics` without a token.
     pub metrics_open: bool,
+    /// Downloads answer with a presigned URL valid this long (S3 only).
+    pub download_redirect: Option<Duration>,
 }
 
 impl AppState {

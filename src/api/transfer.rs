@@ -45,7 +45,7 @@ pub async fn on_store<T: Send + 'static>(
     web::block(move || f(store.as_ref()))
         .await
         .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
-        .map_err(|e| Error::Internal(format!("blob store: {e}")))
+        .map_err(|e| Error::Unavailable(format!("blob store: {e}")))
 }
 
 /// Receives the request body into a new object of the store, synced; the
@@ -126,7 +126,7 @@ async fn receive(
     idle: Duration,
 ) -> Result<Received> {
     let failed = |e: tokio::task::JoinError| Error::Internal(format!("transfer task failed: {e}"));
-    let stored = |e: io::Error| Error::Internal(format!("writing to the blob store: {e}"));
+    let stored = |e: io::Error| Error::Unavailable(format!("writing to the blob store: {e}"));
     let mut first = Some(Sink {
         file,
         hasher,

@@ -1,7 +1,7 @@
 //! The artifact store: content-addressed blobs, the bytes being staged for
-//! them, and the parts of resumable uploads, behind the `BlobStore` trait
-//! so that another backend (S3-compatible, say) can replace the filesystem
-//! without touching the use cases.
+//! them, and the parts of resumable uploads, behind the `BlobStore` trait:
+//! a local folder (`FsStore`, the default) or an S3-compatible bucket that
+//! several replicas share (`S3Store`), chosen by `SNAPREG_BLOB_STORE`.
 //!
 //! The store only keeps bytes; callers hash what they write (`Digest`,
 //! `Sha256`) and the database decides what exists. Bytes reach a blob in
@@ -13,12 +13,41 @@
 //! bytes never share an object, so a late removal cannot hit a fresh copy.
 
 mod fs;
+mod s3;
 
 pub use fs::FsStore;
+pub use s3::{S3Settings, S3Store};
 
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// Where the artifact store is.
+#[derive(Debug, Clone)]
+pub enum BlobLocation {
+    Dir(PathBuf),
+    S3(S3Settings),
+}
+
+impl BlobLocation {
+    pub fn open(&self) -> io::Result<Arc<dyn BlobStore>> {
+        Ok(match self {
+            BlobLocation::Dir(dir) => Arc::new(FsStore::open(dir)?),
+            BlobLocation::S3(settings) => Arc::new(S3Store::open(settings)?),
+        })
+    }
+}
+
+impl std::fmt::Display for BlobLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobLocation::Dir(dir) => write!(f, "{}", dir.display()),
+            BlobLocation::S3(s3) => write!(f, "s3://{}/{}", s3.bucket, s3.prefix),
+        }
+    }
+}
 
 /// A blob's name: the SHA-256 of its bytes, written `sha256:<64 hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,6 +135,12 @@ pub trait BlobStore: Send + Sync {
     ) -> io::Result<Option<(Box<dyn Read + Send>, u64)>>;
     fn blobs(&self) -> io::Result<Vec<StoredBlob>>;
     fn delete_blob(&self, key: &BlobKey) -> io::Result<()>;
+
+    /// A URL that lets its holder, and nobody else, GET the blob for
+    /// `valid_for`; `None` when the store cannot make one (a local folder).
+    fn download_url(&self, _key: &BlobKey, _valid_for: Duration) -> io::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Hashes a reader to its end.

@@ -150,3 +150,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     pointer_moves,
     upload_parts
 );
+
+diesel::table! {
+    background_rounds (task) {
+        task -> Text,
+        finished_at -> Timestamp,
+        replica -> Text,
+    }
+}

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::status::Status;
 use diesel::prelude::*;
 use sha2::{Digest as _, Sha256};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,8 +82,10 @@ fn ensure_writable(image: &ImageRow) -> Result<()> {
     }
 }
 
+/// The store failing (a full disk, an S3 outage) is the service being
+/// unable to answer now, as with the database: `503` with `Retry-After`.
 fn store_error(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::Internal(format!("blob store, {what}: {e}"))
+    move |e| Error::Unavailable(format!("blob store, {what}: {e}"))
 }
 
 fn mismatch(length: u64, actual: &Digest, expected: &Digest) -> Error {
@@ -200,12 +202,16 @@ impl Artifacts {
             std::io::ErrorKind::NotFound => Error::not_found("upload", &upload.id),
             _ => store_error("reading an upload's parts")(e),
         };
-        let hasher = match self.hashes.take(&upload.id, offset) {
-            Some(hasher) => hasher,
-            None => self.hash_parts(&parts).map_err(gone)?,
+        let (temp, hasher) = match self.hashes.take(&upload.id, offset) {
+            Some(hasher) => (self.store.assemble(&parts).map_err(gone)?, hasher),
+            // The chunks came through another replica (or this one
+            // restarted): the parts are read back once, hashed as they are
+            // assembled.
+            None => self.assemble_hashing(&parts).map_err(gone)?,
         };
         let actual = Digest::of_hasher(hasher.clone());
         if actual != expected {
+            tidy("an assembled upload", self.store.discard_temp(&temp));
             self.hashes.put(&upload.id, offset, hasher);
             return Err(mismatch(offset, &actual, &expected));
         }
@@ -216,7 +222,6 @@ impl Artifacts {
                 .or_else(|| upload.media_type.clone())
                 .unwrap_or_else(|| DEFAULT_MEDIA_TYPE.to_owned()),
         };
-        let temp = self.store.assemble(&parts).map_err(gone)?;
         let finished = Some((upload.id.as_str(), offset));
         let result =
             self.publish_and_reference(conn, actor, &upload.image_id, &artifact, &temp, finished);
@@ -241,20 +246,43 @@ impl Artifacts {
         Ok(())
     }
 
-    fn hash_parts(&self, parts: &[(String, u64)]) -> std::io::Result<Sha256> {
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        for (name, length) in parts {
-            let mut reader = self.store.read_part(name, *length)?;
-            loop {
-                let n = reader.read(&mut buffer)?;
-                if n == 0 {
-                    break;
+    /// The session's parts copied into one staged object and hashed on
+    /// the way; the staged object is removed again if that fails.
+    fn assemble_hashing(&self, parts: &[(String, u64)]) -> std::io::Result<(String, Sha256)> {
+        let (name, mut file) = self.store.create_temp()?;
+        let mut copy = || -> std::io::Result<Sha256> {
+            let mut hasher = Sha256::new();
+            let mut buffer = vec![0u8; 1 << 20];
+            for (part, length) in parts {
+                let mut reader = self.store.read_part(part, *length)?;
+                let mut copied = 0u64;
+                loop {
+                    let n = reader.read(&mut buffer)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buffer[..n]);
+                    file.write_all(&buffer[..n])?;
+                    copied += n as u64;
                 }
-                hasher.update(&buffer[..n]);
+                if copied != *length {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("part {part} has {copied} bytes, {length} were recorded"),
+                    ));
+                }
+            }
+            file.sync()?;
+            Ok(hasher)
+        };
+        match copy() {
+            Ok(hasher) => Ok((name, hasher)),
+            Err(e) => {
+                drop(file);
+                tidy("a half-assembled upload", self.store.discard_temp(&name));
+                Err(e)
             }
         }
-        Ok(hasher)
     }
 
     /// Steps 2–4 of the module's commit (the staged temp stays).

@@ -50,21 +50,6 @@ pub async fn download(app: &TestApp, image: &Value, headers: &[(&str, &str)]) ->
 }
 
 /// Files in a folder of the blob store, recursively.
-pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                found.extend(files_under(&path));
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 #[actix_rt::test]
 async fn upload_then_download_with_etag_range_and_head() {
     let app = TestApp::spawn().await;
@@ -153,14 +138,8 @@ async fn a_digest_mismatch_leaves_nothing_visible() {
     )
     .await
     .assert_error(400, "bad_request");
-    assert!(
-        files_under(&app.blob_dir().join("sha256")).is_empty(),
-        "no blob"
-    );
-    assert!(
-        files_under(&app.blob_dir().join("tmp")).is_empty(),
-        "no leftovers"
-    );
+    assert!(app.objects("sha256").await.is_empty(), "no blob");
+    assert!(app.objects("tmp").await.is_empty(), "no leftovers");
     let shown = app
         .get(&format!("/v1/images/{}", id(&image)))
         .await
@@ -190,7 +169,7 @@ async fn only_unknown_or_pending_images_take_artifacts() {
     download(&app, &unknown_image, &[])
         .await
         .assert_error(404, "not_found");
-    assert!(files_under(&app.blob_dir().join("sha256")).is_empty());
+    assert!(app.objects("sha256").await.is_empty());
 }
 
 #[actix_rt::test]
@@ -207,7 +186,7 @@ async fn the_same_bytes_are_stored_once() {
             201
         );
     }
-    assert_eq!(files_under(&app.blob_dir().join("sha256")).len(), 1);
+    assert_eq!(app.objects("sha256").await.len(), 1);
     for image in [&first, &second] {
         assert!(download(&app, image, &[]).await.body == body);
     }

@@ -1,10 +1,8 @@
 //! Garbage collection, fsck, and start-up cleaning of the artifact store.
 
-use crate::artifacts::{
-    another_image, bytes, digest, download, files_under, pending_image, put_artifact,
-};
+use crate::artifacts::{another_image, bytes, digest, download, pending_image, put_artifact};
 use crate::support::TestApp;
-use snapreg::blobs::{BlobFile, BlobKey, BlobStore, FsStore, StoredBlob};
+use snapreg::blobs::{BlobFile, BlobKey, BlobLocation, BlobStore, StoredBlob};
 use snapreg::registry::artifacts::Artifacts;
 use snapreg::registry::gc::{collect_garbage, GcReport, GcSettings};
 use snapreg::registry::Actor;
@@ -14,28 +12,41 @@ use std::time::{Duration, SystemTime};
 
 /// One garbage collection pass with the app's settings, on its own connection.
 pub async fn gc(app: &TestApp) -> GcReport {
+    gc_with(app, app.config.upload_expiry).await
+}
+
+/// A pass that expires upload sessions (and parts) idle for `upload_expiry`.
+async fn gc_with(app: &TestApp, upload_expiry: Duration) -> GcReport {
     let config = app.config.clone();
     actix_web::rt::task::spawn_blocking(move || {
         let pool = snapreg::db::connect(&config.database_url, 2).expect("database");
-        let store = FsStore::open(config.blob_dir()).expect("store");
+        let store = config.blob_location.open().expect("store");
         let settings = GcSettings {
             grace: config.gc_grace,
-            upload_expiry: config.upload_expiry,
+            upload_expiry,
         };
         let mut conn = pool.get().expect("connection");
-        collect_garbage(&mut conn, &store, &settings).expect("gc runs")
+        collect_garbage(&mut conn, store.as_ref(), &settings).expect("gc runs")
     })
     .await
     .expect("gc thread")
 }
 
+/// `snapreg fsck` on the app's database and store, as an operator runs it.
 fn fsck(app: &TestApp) -> (i32, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_snapreg"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapreg"));
+    command
         .arg("fsck")
         .arg("--database-url")
         .arg(app.config.database_url.connection_string())
         .arg("--data-dir")
-        .arg(&app.config.data_dir)
+        .arg(&app.config.data_dir);
+    if let BlobLocation::S3(_) = &app.config.blob_location {
+        command
+            .arg("--blob-store")
+            .arg(app.config.blob_location.to_string());
+    }
+    let output = command
         .env("RUST_LOG", "error")
         .output()
         .expect("snapreg fsck runs");
@@ -52,18 +63,15 @@ async fn gc_removes_unreferenced_blobs_after_the_grace_period() {
     let (old, new) = (bytes(3000, 20), bytes(4000, 21));
     put_artifact(&app, &image, &old, &digest(&old)).await;
     put_artifact(&app, &image, &new, &digest(&new)).await;
-    assert_eq!(files_under(&app.blob_dir().join("sha256")).len(), 2);
+    assert_eq!(app.objects("sha256").await.len(), 2);
     let report = gc(&app).await;
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
-    let left = files_under(&app.blob_dir().join("sha256"));
+    let left = app.objects("sha256").await;
     assert_eq!(left.len(), 1);
     // Named by digest and the generation of its row: `<hex>.<generation>`.
-    let name = left[0]
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned());
     let hex = &digest(&new)["sha256:".len()..];
     assert!(
-        name.is_some_and(|n| n.starts_with(&format!("{hex}."))),
+        left[0].starts_with(&format!("sha256/{}/{hex}.", &hex[..2])),
         "{left:?}"
     );
     assert!(download(&app, &image, &[]).await.body == new);
@@ -78,7 +86,7 @@ async fn gc_keeps_young_blobs() {
     put_artifact(&app, &image, &old, &digest(&old)).await;
     put_artifact(&app, &image, &new, &digest(&new)).await;
     assert_eq!(gc(&app).await.blobs_deleted, 0);
-    assert_eq!(files_under(&app.blob_dir().join("sha256")).len(), 2);
+    assert_eq!(app.objects("sha256").await.len(), 2);
 }
 
 /// A commit of a digest whose blob is unreferenced (so collectable) races
@@ -128,10 +136,10 @@ async fn fsck_reports_a_corrupt_blob() {
         "{out}"
     );
 
-    let blob = &files_under(&app.blob_dir().join("sha256"))[0];
+    let blob = &app.objects("sha256").await[0];
     let mut tampered = body.clone();
     tampered[0] ^= 0xff;
-    std::fs::write(blob, &tampered).expect("tamper");
+    app.write_object(blob, &tampered).await;
     let (code, out) = fsck(&app);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -139,7 +147,7 @@ async fn fsck_reports_a_corrupt_blob() {
         "{out}"
     );
 
-    std::fs::remove_file(blob).expect("remove");
+    app.remove_object(blob).await;
     let (code, out) = fsck(&app);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -151,12 +159,12 @@ async fn fsck_reports_a_corrupt_blob() {
 #[actix_rt::test]
 async fn leftover_temporary_files_are_removed_at_start_up() {
     let mut app = TestApp::spawn_with(|c| c.gc_grace = Duration::ZERO).await;
-    let leftover = app.blob_dir().join("tmp").join("crashed-upload");
-    std::fs::write(&leftover, b"half a tarball").expect("leftover");
+    app.write_object("tmp/crashed-upload", b"half a tarball")
+        .await;
     app.restart().await;
-    assert!(!leftover.exists());
+    assert!(app.objects("tmp").await.is_empty());
     assert!(
-        files_under(&app.blob_dir().join("sha256")).is_empty(),
+        app.objects("sha256").await.is_empty(),
         "nothing became visible"
     );
 }
@@ -173,7 +181,7 @@ async fn serve_collects_garbage_periodically() {
     put_artifact(&app, &image, &old, &digest(&old)).await;
     put_artifact(&app, &image, &new, &digest(&new)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while files_under(&app.blob_dir().join("sha256")).len() != 1 {
+    while app.objects("sha256").await.len() != 1 {
         assert!(
             std::time::Instant::now() < deadline,
             "the orphan was never collected"
@@ -193,26 +201,25 @@ async fn gc_removes_objects_the_database_does_not_record() {
     let image = pending_image(&app).await;
     let body = bytes(5000, 28);
     put_artifact(&app, &image, &body, &digest(&body)).await;
-    let blob = files_under(&app.blob_dir().join("sha256"))[0].clone();
-    let stray = blob.with_extension("0000000000000000000000000000dead");
-    std::fs::copy(&blob, &stray).expect("a stray copy");
-    let stray_part = app.blob_dir().join("uploads").join("crashed.part");
-    std::fs::write(&stray_part, b"half a chunk").expect("a stray part");
+    let blob = app.objects("sha256").await[0].clone();
+    let (name, _) = blob.rsplit_once('.').expect("<hex>.<generation>");
+    let stray = format!("{name}.0000000000000000000000000000dead");
+    app.write_object(&stray, &body).await;
+    app.write_object("uploads/crashed.part", b"half a chunk")
+        .await;
     let report = gc(&app).await;
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
-    assert!(!stray.exists() && blob.exists());
+    assert_eq!(app.objects("sha256").await, vec![blob]);
     assert!(download(&app, &image, &[]).await.body == body);
     // The part is younger than the upload expiry: it may still be streaming.
-    assert!(stray_part.exists());
-    // Once it has been idle that long, it is garbage.
-    let day_ago = std::time::SystemTime::now() - Duration::from_secs(25 * 3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&stray_part)
-        .and_then(|f| f.set_modified(day_ago))
-        .expect("age the part");
-    gc(&app).await;
-    assert!(!stray_part.exists(), "the idle part was removed");
+    assert_eq!(app.objects("uploads").await, vec!["uploads/crashed.part"]);
+    // Once it has been idle that long (here: at all), it is garbage.
+    actix_rt::time::sleep(Duration::from_millis(1100)).await;
+    gc_with(&app, Duration::from_secs(1)).await;
+    assert!(
+        app.objects("uploads").await.is_empty(),
+        "the idle part was removed"
+    );
     let (code, out) = fsck(&app);
     assert_eq!(code, 0, "{out}");
 }
@@ -281,7 +288,7 @@ async fn a_commit_whose_pinned_blob_gc_removed_publishes_again() {
     let expected = snapreg::blobs::Digest::parse(&digest(&body)).expect("a digest");
     let published = actix_web::rt::task::spawn_blocking(move || {
         let pool = snapreg::db::connect(&config.database_url, 2).expect("database");
-        let inner = FsStore::open(config.blob_dir()).expect("store");
+        let inner = config.blob_location.open().expect("store");
         let collector = pool.clone();
         let settings = GcSettings {
             grace: Duration::ZERO,
@@ -290,7 +297,7 @@ async fn a_commit_whose_pinned_blob_gc_removed_publishes_again() {
         let store = Arc::new(Hooked {
             inner,
             published: Mutex::new(Vec::new()),
-            before_first_publish: Mutex::new(Some(Box::new(move |store: &FsStore| {
+            before_first_publish: Mutex::new(Some(Box::new(move |store: &dyn BlobStore| {
                 let mut conn = collector.get().expect("connection");
                 let report = collect_garbage(&mut conn, store, &settings).expect("gc runs");
                 assert_eq!(report.blobs_deleted, 1, "gc took the pinned row");
@@ -322,11 +329,11 @@ async fn a_commit_whose_pinned_blob_gc_removed_publishes_again() {
     assert!(out.contains("0 orphan(s)"), "{out}");
 }
 
-type Hook = Box<dyn FnOnce(&FsStore) + Send>;
+type Hook = Box<dyn FnOnce(&dyn BlobStore) + Send>;
 
-/// The filesystem store, with a hook run before the first publish.
+/// The app's store, with a hook run before the first publish.
 struct Hooked {
-    inner: FsStore,
+    inner: Arc<dyn BlobStore>,
     published: Mutex<Vec<BlobKey>>,
     before_first_publish: Mutex<Option<Hook>>,
 }
@@ -363,7 +370,7 @@ impl BlobStore for Hooked {
             .ok()
             .and_then(|mut h| h.take());
         if let Some(hook) = hook {
-            hook(&self.inner);
+            hook(self.inner.as_ref());
         }
         if let Ok(mut published) = self.published.lock() {
             published.push(key.clone());

@@ -1,8 +1,10 @@
 //! Integration tests: the real service over real HTTP, on SQLite by default
-//! and on PostgreSQL when `SNAPREG_TEST_DATABASE_URL` is set.
+//! and on PostgreSQL when `SNAPREG_TEST_DATABASE_URL` is set; artifacts in a
+//! folder by default and in an S3 bucket when `SNAPREG_TEST_BLOB_STORE` is.
 
 mod artifacts;
 mod auth;
+mod blob_store;
 mod contention;
 mod current;
 mod errors;
@@ -10,6 +12,7 @@ mod events;
 mod housekeeping;
 mod images;
 mod leases;
+mod objects;
 mod operability;
 mod plans;
 mod pointer;

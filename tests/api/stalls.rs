@@ -88,7 +88,7 @@ async fn stalled_uploads_neither_starve_the_database_nor_hang_forever() {
     );
     // Nothing was left behind in the store's staging area.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !crate::artifacts::files_under(&app.blob_dir().join("tmp")).is_empty() {
+    while !app.objects("tmp").await.is_empty() {
         assert!(Instant::now() < deadline, "staged files left behind");
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }

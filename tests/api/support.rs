@@ -7,6 +7,7 @@ use awc::http::Method;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{json, Value};
 use snapreg::app::Application;
+use snapreg::blobs::{BlobLocation, S3Settings};
 use snapreg::config::Config;
 use snapreg::db::DatabaseUrl;
 use tempfile::TempDir;
@@ -115,6 +116,9 @@ impl TestApp {
         config.gc_interval = None;
         config.watchdog_interval = None;
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
+        if let Some(s3) = test_bucket() {
+            config.blob_location = BlobLocation::S3(s3);
+        }
         adjust(&mut config);
         let (base, server) = start(&config);
         let client = client(Some(ADMIN_TOKEN));
@@ -140,11 +144,6 @@ impl TestApp {
     /// The raw client, for answers that are not JSON.
     pub fn client(&self) -> &awc::Client {
         &self.client
-    }
-
-    /// The artifact store's folder.
-    pub fn blob_dir(&self) -> std::path::PathBuf {
-        self.config.blob_dir()
     }
 
     /// Sends a request; `body` goes as JSON when given.
@@ -338,6 +337,18 @@ impl TestApp {
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 /// An HTTP client that sends `token` as its bearer token.
+/// With `SNAPREG_TEST_BLOB_STORE=s3://bucket` (and `SNAPREG_S3_ENDPOINT`,
+/// `AWS_*` as the service reads them), each app gets a fresh prefix of
+/// that bucket as its artifact store instead of a folder.
+pub fn test_bucket() -> Option<S3Settings> {
+    let url = std::env::var("SNAPREG_TEST_BLOB_STORE").ok()?;
+    let mut s3 = S3Settings::parse(&url).expect("SNAPREG_TEST_BLOB_STORE is s3://bucket");
+    s3.prefix = format!("test/{}", uuid::Uuid::now_v7().simple());
+    s3.endpoint = std::env::var("SNAPREG_S3_ENDPOINT").ok();
+    s3.region = std::env::var("SNAPREG_S3_REGION").ok();
+    Some(s3)
+}
+
 pub fn client(token: Option<&str>) -> awc::Client {
     let builder = awc::Client::builder().timeout(std::time::Duration::from_secs(60));
     match token {

@@ -1,6 +1,6 @@
 //! Resumable uploads: sessions, chunks, commits, restarts, expiry.
 
-use crate::artifacts::{bytes, digest, download, files_under, pending_image};
+use crate::artifacts::{bytes, digest, download, pending_image};
 use crate::support::{id, RawReply, TestApp};
 use awc::http::Method;
 use serde_json::{json, Value};
@@ -125,7 +125,7 @@ async fn chunked_upload_from_start_to_commit() {
     app.get(&format!("/v1/uploads/{upload}"))
         .await
         .assert_error(404, "not_found");
-    assert!(files_under(&app.blob_dir().join("uploads")).is_empty());
+    assert!(app.objects("uploads").await.is_empty());
 }
 
 #[actix_rt::test]
@@ -144,7 +144,7 @@ async fn a_wrong_digest_at_commit_keeps_the_session() {
     commit(&app, &upload, &digest(&body), Some((5, b"late")))
         .await
         .assert_error(416, "invalid_range");
-    assert!(files_under(&app.blob_dir().join("sha256")).is_empty());
+    assert!(app.objects("sha256").await.is_empty());
     assert_eq!(
         app.get(&format!("/v1/uploads/{upload}")).await.expect(200)["offset"],
         10_000
@@ -166,7 +166,7 @@ async fn the_image_is_checked_again_at_commit() {
     commit(&app, &upload, &digest(&body), None)
         .await
         .assert_error(409, "image_sealed");
-    assert!(files_under(&app.blob_dir().join("sha256")).is_empty());
+    assert!(app.objects("sha256").await.is_empty());
 }
 
 #[actix_rt::test]
@@ -188,7 +188,7 @@ async fn abandoning_removes_the_session_and_its_bytes() {
     chunk(&app, &upload, 0, b"x")
         .await
         .assert_error(404, "not_found");
-    assert!(files_under(&app.blob_dir().join("uploads")).is_empty());
+    assert!(app.objects("uploads").await.is_empty());
     for bad in ["nope", &uuid::Uuid::now_v7().to_string()] {
         app.get(&format!("/v1/uploads/{bad}"))
             .await
@@ -237,7 +237,7 @@ async fn idle_sessions_expire() {
     }
     let report = crate::housekeeping::gc(&app).await;
     assert_eq!(report.uploads_expired, vec![upload]);
-    assert!(files_under(&app.blob_dir().join("uploads")).is_empty());
+    assert!(app.objects("uploads").await.is_empty());
 }
 
 /// Clients racing chunks at one offset of one session: exactly one is
@@ -276,7 +276,7 @@ async fn chunks_racing_on_one_session_record_exactly_one() {
             "trial {trial}"
         );
         assert!(
-            files_under(&app.blob_dir().join("uploads")).is_empty(),
+            app.objects("uploads").await.is_empty(),
             "trial {trial}: the losers' parts are gone"
         );
     }
