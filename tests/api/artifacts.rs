@@ -4,6 +4,8 @@ use crate::support::{id, RawReply, TestApp};
 use awc::http::Method;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
+use snapreg::blobs::BlobLocation;
+use std::time::Duration;
 
 pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -49,7 +51,65 @@ pub async fn download(app: &TestApp, image: &Value, headers: &[(&str, &str)]) ->
     .await
 }
 
-/// Files in a folder of the blob store, recursively.
+/// With `download_redirect`, an S3-backed registry sends the client to a
+/// presigned URL that serves the bytes (and the Range) without a token; a
+/// folder cannot presign, so the service streams them as usual.
+#[actix_rt::test]
+async fn downloads_redirect_to_a_presigned_url_when_asked() {
+    let app = TestApp::spawn_with(|c| c.download_redirect = Some(Duration::from_secs(60))).await;
+    let image = pending_image(&app).await;
+    let body = bytes(100_000, 9);
+    put_artifact(&app, &image, &body, &digest(&body))
+        .await
+        .assert_status(201);
+    // Followed (awc follows redirects), the client gets its range.
+    let got = download(&app, &image, &[("range", "bytes=10-19")]).await;
+    got.assert_status(206);
+    assert!(got.body == body[10..20]);
+    let BlobLocation::S3(_) = app.config.blob_location else {
+        return;
+    };
+    // Not followed: a 307 to the store, whose URL works without a token.
+    let asking = awc::Client::builder()
+        .disable_redirects()
+        .add_default_header((
+            "authorization",
+            format!("Bearer {}", crate::support::ADMIN_TOKEN),
+        ))
+        .finish();
+    let redirected = asking
+        .get(format!("{}/v1/images/{}/artifact", app.base, id(&image)))
+        .send()
+        .await
+        .expect("the service answers");
+    assert_eq!(redirected.status().as_u16(), 307);
+    let url = redirected
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .expect("a Location")
+        .to_owned();
+    assert!(!url.starts_with(&app.base), "{url}");
+    let mut direct = crate::support::client(None)
+        .get(&url)
+        .send()
+        .await
+        .expect("the store answers");
+    assert_eq!(direct.status().as_u16(), 200);
+    let bytes = direct.body().limit(1 << 20).await.expect("the bytes");
+    assert!(bytes == body);
+    // HEAD still answers from the service: size and ETag without a trip.
+    let head = app
+        .raw(
+            Method::HEAD,
+            &format!("/v1/images/{}/artifact", id(&image)),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    head.assert_status(200);
+}
+
 #[actix_rt::test]
 async fn upload_then_download_with_etag_range_and_head() {
     let app = TestApp::spawn().await;

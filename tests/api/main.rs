@@ -19,6 +19,7 @@ mod pointer;
 mod projects;
 mod races;
 mod resolve;
+mod rounds;
 mod snapshots;
 mod stalls;
 mod support;
