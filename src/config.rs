@@ -113,7 +113,7 @@ pub struct ServeArgs {
     /// S3 only: answer artifact downloads with a redirect (307) to a
     /// presigned URL valid this long, so bytes bypass the service (0s: the
     /// service streams them itself).
-    #[arg(long, env = "SNAPREG_DOWNLOAD_REDIRECT", default_value = "0s", value_parser = duration)]
+    #[arg(long, env = "SNAPREG_DOWNLOAD_REDIRECT", default_value = "0s", value_parser = presign_duration)]
     pub download_redirect: Duration,
 }
 
@@ -240,9 +240,21 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     Ok(parsed)
 }
 
+/// `--download-redirect`: off (`0s`), or what S3 signs: 1 s to 7 days.
+fn presign_duration(text: &str) -> Result<Duration, String> {
+    let parsed = duration(text)?;
+    let (shortest, longest) = (Duration::from_secs(1), Duration::from_secs(7 * 24 * 3600));
+    if !parsed.is_zero() && (parsed < shortest || parsed > longest) {
+        return Err(format!(
+            "{text}: a presigned URL is valid for 1s to 7d (0s turns redirects off)"
+        ));
+    }
+    Ok(parsed)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::duration;
+    use super::{duration, presign_duration};
     use std::time::Duration;
 
     #[test]
@@ -252,5 +264,13 @@ mod tests {
         assert!(duration("101y").is_err_and(|e| e.contains("100 years")));
         assert!(duration("9999999999999999999h").is_err());
         assert!(duration("soon").is_err());
+    }
+
+    #[test]
+    fn presigned_urls_last_what_s3_signs() {
+        assert_eq!(presign_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(presign_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(presign_duration("500ms").is_err());
+        assert!(presign_duration("8d").is_err_and(|e| e.contains("7d")));
     }
 }

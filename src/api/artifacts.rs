@@ -174,7 +174,7 @@ pub async fn download(
     response
         .insert_header((header::ETAG, tag))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::CONTENT_TYPE, media_type));
+        .insert_header((header::CONTENT_TYPE, media_type.clone()));
     if let Some((first, last)) = range {
         response.insert_header((
             header::CONTENT_RANGE,
@@ -186,8 +186,9 @@ pub async fn download(
         return Ok(response.streaming(futures_util::stream::empty::<std::io::Result<Bytes>>()));
     }
     if let (Some(valid_for), Some(blob)) = (state.download_redirect, blob.clone()) {
+        let media_type = media_type.clone();
         let url = on_store(&state.artifacts.store, move |store| {
-            store.download_url(&blob, valid_for)
+            store.download_url(&blob, &media_type, valid_for)
         })
         .await?;
         if let Some(url) = url {

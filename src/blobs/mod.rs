@@ -136,9 +136,14 @@ pub trait BlobStore: Send + Sync {
     fn blobs(&self) -> io::Result<Vec<StoredBlob>>;
     fn delete_blob(&self, key: &BlobKey) -> io::Result<()>;
 
-    /// A URL that lets its holder, and nobody else, GET the blob for
-    /// `valid_for`; `None` when the store cannot make one (a local folder).
-    fn download_url(&self, _key: &BlobKey, _valid_for: Duration) -> io::Result<Option<String>> {
+    /// A URL that lets its holder GET the blob, answered as `media_type`,
+    /// for `valid_for`; `None` when the store cannot make one (a folder).
+    fn download_url(
+        &self,
+        _key: &BlobKey,
+        _media_type: &str,
+        _valid_for: Duration,
+    ) -> io::Result<Option<String>> {
         Ok(None)
     }
 }

@@ -19,8 +19,11 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
+use object_store::signer::SignedUrlOptions;
 use object_store::signer::{Method, Signer};
-use object_store::{GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt,
+};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -30,10 +33,15 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 /// Bytes buffered before they go up as one part of a multipart upload (S3
-/// wants at least 5 MiB for every part but the last).
+/// wants at least 5 MiB for every part but the last)…
 const PART_SIZE: usize = 8 << 20;
-/// Parts of one object uploading at once while the writer goes on.
-const PARTS_IN_FLIGHT: usize = 2;
+/// …growing by that much every this many parts, since S3 takes at most
+/// 10,000 parts: 8 MiB parts alone would stop an object at 78 GiB; growing,
+/// 10,000 parts hold 430 GiB.
+const PARTS_PER_SIZE: usize = 1000;
+/// Parts of one object uploading while the writer fills the next: a writer
+/// holds at most two parts in memory.
+const PARTS_IN_FLIGHT: usize = 1;
 /// The largest object S3 copies server-side in one request; larger ones
 /// are copied through the service.
 const MAX_SERVER_COPY: u64 = 5 << 30;
@@ -68,7 +76,16 @@ impl S3Settings {
     /// A client for the bucket, with these settings and the usual `AWS_*`
     /// variables (keys, session token, `AWS_ALLOW_HTTP`…).
     pub fn client(&self) -> object_store::Result<AmazonS3> {
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&self.bucket);
+        // No limit on a whole request (a download streams at the client's
+        // pace, a server-side copy of gigabytes takes its time); a stalled
+        // connection is what fails, and is retried.
+        let options = ClientOptions::new()
+            .with_timeout_disabled()
+            .with_connect_timeout(Duration::from_secs(10))
+            .with_read_timeout(Duration::from_secs(60));
+        let mut builder = AmazonS3Builder::from_env()
+            .with_client_options(options)
+            .with_bucket_name(&self.bucket);
         if let Some(endpoint) = &self.endpoint {
             builder = builder
                 .with_endpoint(endpoint)
@@ -194,6 +211,8 @@ impl S3Store {
             buffer: Vec::new(),
             upload: None,
             in_flight: VecDeque::new(),
+            parts: 0,
+            finished: false,
         })
     }
 
@@ -367,27 +386,45 @@ impl BlobStore for S3Store {
         self.delete(&self.blob_path(key))
     }
 
-    fn download_url(&self, key: &BlobKey, valid_for: Duration) -> io::Result<Option<String>> {
+    fn download_url(
+        &self,
+        key: &BlobKey,
+        media_type: &str,
+        valid_for: Duration,
+    ) -> io::Result<Option<String>> {
         let path = self.blob_path(key);
-        let signing = self.s3.signed_url(Method::GET, &path, valid_for);
+        // The store answers with the artifact's media type, not its own.
+        let options = SignedUrlOptions::new().with_query([("response-content-type", media_type)]);
+        let signing = self
+            .s3
+            .signed_url_opts(Method::GET, &path, valid_for, &options);
         Ok(Some(wait(signing)?.map_err(io)?.to_string()))
     }
 }
 
 /// Staged bytes on their way up: kept in memory until they fill a part,
-/// then sent as a multipart upload, a few parts at a time, while the
-/// writer goes on. Small objects go up in one request at `sync`. Dropped
-/// unsynced, the multipart upload is aborted (its parts would cost storage
-/// until the bucket's lifecycle rule removes them).
+/// then sent as a multipart upload, one part going up while the writer
+/// fills the next. Small objects go up in one request at `sync`. Dropped
+/// unsynced, the parts going up are cancelled and the multipart upload is
+/// aborted (its parts would cost storage until the bucket's lifecycle rule
+/// removes them).
 struct S3Writer {
     s3: Arc<AmazonS3>,
     path: Path,
     buffer: Vec<u8>,
     upload: Option<Box<dyn MultipartUpload>>,
     in_flight: VecDeque<JoinHandle<object_store::Result<()>>>,
+    /// Parts sent so far.
+    parts: usize,
+    /// Synced: the object is complete; nothing more is written.
+    finished: bool,
 }
 
 impl S3Writer {
+    fn part_size(&self) -> usize {
+        PART_SIZE * (1 + self.parts / PARTS_PER_SIZE)
+    }
+
     fn send_part(&mut self) -> io::Result<()> {
         let upload = match &mut self.upload {
             Some(upload) => upload,
@@ -398,6 +435,7 @@ impl S3Writer {
         };
         let part = std::mem::take(&mut self.buffer);
         let sending = upload.put_part(part.into());
+        self.parts += 1;
         self.in_flight.push_back(runtime()?.spawn(sending));
         while self.in_flight.len() > PARTS_IN_FLIGHT {
             self.wait_oldest()?;
@@ -417,10 +455,13 @@ impl S3Writer {
 
 impl Write for S3Writer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = PART_SIZE - self.buffer.len();
+        if self.finished {
+            return Err(io::Error::other("the object was already completed"));
+        }
+        let room = self.part_size().saturating_sub(self.buffer.len());
         let taken = buf.len().min(room);
         self.buffer.extend_from_slice(&buf[..taken]);
-        if self.buffer.len() == PART_SIZE {
+        if self.buffer.len() >= self.part_size() {
             self.send_part()?;
         }
         Ok(taken)
@@ -433,11 +474,14 @@ impl Write for S3Writer {
 
 impl BlobFile for S3Writer {
     fn sync(&mut self) -> io::Result<()> {
+        if self.finished {
+            return Ok(());
+        }
         if self.upload.is_none() {
             let bytes = Bytes::from(std::mem::take(&mut self.buffer));
-            return wait(self.s3.put(&self.path, bytes.into()))?
-                .map(|_| ())
-                .map_err(io);
+            wait(self.s3.put(&self.path, bytes.into()))?.map_err(io)?;
+            self.finished = true;
+            return Ok(());
         }
         if !self.buffer.is_empty() {
             self.send_part()?;
@@ -445,15 +489,20 @@ impl BlobFile for S3Writer {
         while !self.in_flight.is_empty() {
             self.wait_oldest()?;
         }
-        if let Some(mut upload) = self.upload.take() {
+        if let Some(upload) = &mut self.upload {
             wait(upload.complete())?.map_err(io)?;
         }
+        self.upload = None;
+        self.finished = true;
         Ok(())
     }
 }
 
 impl Drop for S3Writer {
     fn drop(&mut self) {
+        for sending in self.in_flight.drain(..) {
+            sending.abort();
+        }
         if let (Some(mut upload), Ok(runtime)) = (self.upload.take(), runtime()) {
             runtime.spawn(async move { upload.abort().await });
         }

@@ -5,11 +5,9 @@
 //! connection and with it the lock. On SQLite one process owns the
 //! database: every round runs.
 
-use super::schema::background_rounds;
 use super::DatabaseUrl;
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool};
+use diesel::sql_types::{BigInt, Bool, Double, Text};
 use diesel::{Connection, PgConnection};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -18,6 +16,12 @@ use std::time::Duration;
 struct Locked {
     #[diesel(sql_type = Bool)]
     locked: bool,
+}
+
+#[derive(QueryableByName)]
+struct Recent {
+    #[diesel(sql_type = Bool)]
+    recent: bool,
 }
 
 /// What became of a round.
@@ -68,30 +72,28 @@ pub fn once_across_replicas(
     if !got.locked {
         return Ok(Round::Skipped);
     }
-    let last: Option<NaiveDateTime> = background_rounds::table
-        .find(task)
-        .select(background_rounds::finished_at)
-        .first(&mut conn)
-        .optional()?;
-    let now = crate::registry::now();
+    // The database's clock, not the replicas': theirs may disagree.
+    let recent: Recent = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM background_rounds WHERE task = $1 \
+         AND finished_at > (now() AT TIME ZONE 'UTC') - make_interval(secs => $2)) AS recent",
+    )
+    .bind::<Text, _>(task)
     // A little slack, so that replicas whose loops tick at nearly the same
     // time do not skip every other interval.
-    let due = chrono::Duration::from_std(interval.mul_f64(0.9)).unwrap_or(chrono::Duration::MAX);
-    if last.is_some_and(|last| now - last < due) {
+    .bind::<Double, _>(interval.as_secs_f64() * 0.9)
+    .get_result(&mut conn)?;
+    if recent.recent {
         return Ok(Round::Skipped);
     }
     round();
-    let finished = (
-        background_rounds::task.eq(task),
-        background_rounds::finished_at.eq(crate::registry::now()),
-        background_rounds::replica.eq(replica()),
-    );
-    diesel::insert_into(background_rounds::table)
-        .values(finished.clone())
-        .on_conflict(background_rounds::task)
-        .do_update()
-        .set(finished)
-        .execute(&mut conn)?;
+    diesel::sql_query(
+        "INSERT INTO background_rounds (task, finished_at, replica) \
+         VALUES ($1, now() AT TIME ZONE 'UTC', $2) ON CONFLICT (task) \
+         DO UPDATE SET finished_at = excluded.finished_at, replica = excluded.replica",
+    )
+    .bind::<Text, _>(task)
+    .bind::<Text, _>(replica())
+    .execute(&mut conn)?;
     // Dropping the connection releases the lock.
     Ok(Round::Ran)
 }

@@ -162,8 +162,9 @@ impl Artifacts {
         }
         let upload = recorded?;
         if let Some(hasher) = part.hasher {
+            let offset = upload.offset_bytes as u64;
             self.hashes
-                .put(&upload.id, upload.offset_bytes as u64, hasher);
+                .put(&upload.id, offset, hasher, self.upload_expiry);
         }
         Ok(upload)
     }
@@ -202,19 +203,32 @@ impl Artifacts {
             std::io::ErrorKind::NotFound => Error::not_found("upload", &upload.id),
             _ => store_error("reading an upload's parts")(e),
         };
-        let (temp, hasher) = match self.hashes.take(&upload.id, offset) {
-            Some(hasher) => (self.store.assemble(&parts).map_err(gone)?, hasher),
+        let temp = match self.hashes.take(&upload.id, offset) {
+            Some(hasher) => {
+                // Checked before anything is copied: a wrong digest costs nothing.
+                self.verify(&upload.id, offset, &hasher, &expected)?;
+                match self.store.assemble(&parts) {
+                    Ok(temp) => temp,
+                    Err(e) => {
+                        self.hashes
+                            .put(&upload.id, offset, hasher, self.upload_expiry);
+                        return Err(gone(e));
+                    }
+                }
+            }
             // The chunks came through another replica (or this one
             // restarted): the parts are read back once, hashed as they are
             // assembled.
-            None => self.assemble_hashing(&parts).map_err(gone)?,
+            None => {
+                let (temp, hasher) = self.assemble_hashing(&parts).map_err(gone)?;
+                let verified = self.verify(&upload.id, offset, &hasher, &expected);
+                if let Err(e) = verified {
+                    tidy("an assembled upload", self.store.discard_temp(&temp));
+                    return Err(e);
+                }
+                temp
+            }
         };
-        let actual = Digest::of_hasher(hasher.clone());
-        if actual != expected {
-            tidy("an assembled upload", self.store.discard_temp(&temp));
-            self.hashes.put(&upload.id, offset, hasher);
-            return Err(mismatch(offset, &actual, &expected));
-        }
         let artifact = NewArtifact {
             digest: expected,
             size: size(offset)?,
@@ -244,6 +258,18 @@ impl Artifacts {
             tidy("an abandoned upload's part", self.store.discard_part(&part));
         }
         Ok(())
+    }
+
+    /// Compares a session's hash with the digest the commit names; on a
+    /// mismatch the session stays, with its running hash.
+    fn verify(&self, upload: &str, offset: u64, hasher: &Sha256, expected: &Digest) -> Result<()> {
+        let actual = Digest::of_hasher(hasher.clone());
+        if actual == *expected {
+            return Ok(());
+        }
+        self.hashes
+            .put(upload, offset, hasher.clone(), self.upload_expiry);
+        Err(mismatch(offset, &actual, expected))
     }
 
     /// The session's parts copied into one staged object and hashed on

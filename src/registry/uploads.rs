@@ -16,26 +16,29 @@ use diesel::prelude::*;
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Running SHA-256 states of sessions, by id and the offset they cover, so
 /// that a commit does not re-read what this process already hashed. After a
 /// restart (or on another replica) the commit hashes the parts instead.
+/// A state unused for `keep` is dropped (its session expired, or moved on
+/// through another replica; only the replica running gc is told).
 #[derive(Default)]
-pub struct UploadHashes(Mutex<HashMap<String, (u64, Sha256)>>);
+pub struct UploadHashes(Mutex<HashMap<String, (u64, Sha256, Instant)>>);
 
 impl UploadHashes {
     pub fn take(&self, id: &str, offset: u64) -> Option<Sha256> {
         let mut map = self.0.lock().ok()?;
         match map.remove(id) {
-            Some((at, hasher)) if at == offset => Some(hasher),
+            Some((at, hasher, _)) if at == offset => Some(hasher),
             _ => None,
         }
     }
 
-    pub fn put(&self, id: &str, offset: u64, hasher: Sha256) {
+    pub fn put(&self, id: &str, offset: u64, hasher: Sha256, keep: Duration) {
         if let Ok(mut map) = self.0.lock() {
-            map.insert(id.to_owned(), (offset, hasher));
+            map.retain(|_, (_, _, stored)| stored.elapsed() < keep);
+            map.insert(id.to_owned(), (offset, hasher, Instant::now()));
         }
     }
 

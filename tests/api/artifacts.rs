@@ -96,6 +96,12 @@ async fn downloads_redirect_to_a_presigned_url_when_asked() {
         .await
         .expect("the store answers");
     assert_eq!(direct.status().as_u16(), 200);
+    let content_type = direct.headers().get("content-type").cloned();
+    assert_eq!(
+        content_type.as_ref().and_then(|t| t.to_str().ok()),
+        Some("application/x-xz"),
+        "the artifact's media type, not the store's"
+    );
     let bytes = direct.body().limit(1 << 20).await.expect("the bytes");
     assert!(bytes == body);
     // HEAD still answers from the service: size and ETag without a trip.

@@ -439,25 +439,29 @@ async fn the_cli_manages_tokens() {
 async fn the_first_serve_bootstraps_an_admin_token_file() {
     let app = TestApp::spawn().await; // runs with SNAPREG_ADMIN_TOKEN, so no token exists
     let dir = tempfile::tempdir().expect("temp dir");
+    let log_file = dir.path().join("serve.log");
     let mut child = snapreg(&app, &["serve", "--bind", "127.0.0.1:0"], dir.path())
         .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_file).expect("a log file"))
         .spawn()
         .expect("snapreg serve");
     let file = dir.path().join("admin-token");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !file.exists()
-        || std::fs::read_to_string(&file)
-            .unwrap_or_default()
-            .trim()
-            .is_empty()
-    {
-        assert!(Instant::now() < deadline, "no admin-token file");
+    // The file is written first, then the log line that names it.
+    let log = loop {
+        let written = std::fs::read_to_string(&file).unwrap_or_default();
+        let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+        if !written.trim().is_empty() && log.contains(&file.display().to_string()) {
+            break log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no admin-token file, or no log line: {log}"
+        );
         actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
     let _ = child.kill();
-    let output = child.wait_with_output().expect("serve output");
-    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    let _ = child.wait();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -472,10 +476,6 @@ async fn the_first_serve_bootstraps_an_admin_token_file() {
         .expect("token")
         .trim()
         .to_owned();
-    assert!(
-        log.contains(&file.display().to_string()),
-        "the log says where: {log}"
-    );
     assert!(!log.contains(&secret), "the log never shows the token");
     let hash_part = secret.rsplit('_').next().unwrap_or_default();
     let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(hash_part.as_bytes()));
