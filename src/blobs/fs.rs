@@ -4,7 +4,7 @@
 //! All three are on one filesystem, so a blob is published by one atomic
 //! link of a synced file.
 
-use super::{BlobFile, BlobKey, BlobStore, Digest, StoredBlob};
+use super::{plain, unique_name, BlobFile, BlobKey, BlobStore, Digest, StoredBlob};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -107,11 +107,6 @@ impl FsStore {
     }
 }
 
-/// A name no other object has: a UUIDv7 without hyphens.
-fn unique_name() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
-
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -136,24 +131,6 @@ fn files_in(dir: &Path) -> io::Result<Vec<(String, SystemTime, u64)>> {
         }
     }
     Ok(found)
-}
-
-/// Names that can only be what the store itself wrote (no separators, no
-/// dots at the start), so a name from the database never leaves its folder.
-fn plain(name: &str) -> io::Result<&str> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    if ok {
-        Ok(name)
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("not an object name: {name:?}"),
-        ))
-    }
 }
 
 impl BlobStore for FsStore {

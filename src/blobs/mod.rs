@@ -148,6 +148,29 @@ pub trait BlobStore: Send + Sync {
     }
 }
 
+/// A name no other object has: a UUIDv7 without hyphens.
+fn unique_name() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Names that can only be what the store itself wrote (no separators, no
+/// dots at the start), so a name from the database never leaves its folder.
+fn plain(name: &str) -> io::Result<&str> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if ok {
+        Ok(name)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not an object name: {name:?}"),
+        ))
+    }
+}
+
 /// Hashes a reader to its end.
 pub fn digest_of(mut reader: impl Read) -> io::Result<(Digest, Sha256, u64)> {
     let mut hasher = Sha256::new();

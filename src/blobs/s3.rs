@@ -13,7 +13,7 @@
 //! the requests run on one small runtime of their own, so a store call
 //! never needs, nor blocks, the caller's async runtime.
 
-use super::{BlobFile, BlobKey, BlobStore, Digest, StoredBlob};
+use super::{plain, unique_name, BlobFile, BlobKey, BlobStore, Digest, StoredBlob};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
@@ -137,28 +137,6 @@ fn missing_is_fine(result: Result<(), object_store::Error>) -> io::Result<()> {
     match result {
         Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
         Err(e) => Err(io(e)),
-    }
-}
-
-fn unique_name() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
-
-/// Names the store itself made (see `FsStore`): nothing that could leave
-/// its folder.
-fn plain(name: &str) -> io::Result<&str> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    if ok {
-        Ok(name)
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("not an object name: {name:?}"),
-        ))
     }
 }
 
