@@ -11,6 +11,7 @@ use crate::db::{self, DatabaseUrl, SetupError};
 use crate::registry::artifacts::Artifacts;
 use crate::registry::gc::{collect_garbage, GcSettings};
 use crate::registry::leases::reclaim_expired;
+use crate::registry::lifecycle;
 use crate::registry::tokens::{self, NewToken};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
@@ -70,6 +71,33 @@ fn once(url: &DatabaseUrl, task: &str, interval: Duration, round: impl FnOnce())
         Ok(Round::Ran) => {}
         Ok(Round::Skipped) => log::debug!("{task}: another replica has this round"),
         Err(e) => log::warn!("{task}: cannot coordinate with other replicas, round skipped: {e}"),
+    }
+}
+
+/// One retention round of `serve`: deletes what projects' policies remove.
+fn prune(state: &AppState) {
+    let result = state
+        .pool
+        .get()
+        .map_err(crate::error::Error::from)
+        .and_then(|mut conn| lifecycle::prune(&mut conn, false));
+    match result {
+        Ok(pruned) => {
+            for snapshot in &pruned {
+                log::info!(
+                    "retention: deleted {} snapshot {} ({})",
+                    snapshot.project,
+                    snapshot.snapshot_id,
+                    snapshot.status
+                );
+                for part in &snapshot.parts {
+                    if let Err(e) = state.artifacts.store.discard_part(part) {
+                        log::warn!("could not remove upload part {part} (gc will): {e}");
+                    }
+                }
+            }
+        }
+        Err(e) => log::error!("retention failed: {e:?}"),
     }
 }
 
@@ -212,16 +240,18 @@ impl Application {
         }
         let mut background = Background::default();
         if let Some(interval) = config.gc_interval {
-            let (state, settings) = (
-                state.clone(),
-                GcSettings {
-                    grace: config.gc_grace,
-                    upload_expiry: config.upload_expiry,
-                },
-            );
-            let url = config.database_url.clone();
+            // Retention first: what it deletes becomes garbage for gc.
+            let (retained, url) = (state.clone(), config.database_url.clone());
+            background.every("retention", interval, move || {
+                once(&url, "retention", interval, || prune(&retained))
+            });
+            let (collected, url) = (state.clone(), config.database_url.clone());
+            let settings = GcSettings {
+                grace: config.gc_grace,
+                upload_expiry: config.upload_expiry,
+            };
             background.every("gc", interval, move || {
-                once(&url, "gc", interval, || collect(&state, &settings))
+                once(&url, "gc", interval, || collect(&collected, &settings))
             });
         }
         if let Some(interval) = config.watchdog_interval {

@@ -51,6 +51,10 @@ pub enum Error {
         "snapshot {id} is {status}: images can only be added to an unknown or pending snapshot"
     )]
     SnapshotClosed { id: String, status: Status },
+    #[error("snapshot {0} is its project's current snapshot: move the pointer first")]
+    SnapshotInUse(String),
+    #[error("snapshot {0} is pinned: unpin it first")]
+    SnapshotPinned(String),
     #[error("{0}")]
     UnknownReference(String),
     #[error("the current pointer of project {project} is at version \"{seq}\"; If-Match names another (weak tags never match)")]

@@ -2,7 +2,8 @@
 //!
 //! Layers, one way: `api` (HTTP) → `registry` (one function per use case,
 //! one transaction each) → `db`. Decisions live apart, as pure functions:
-//! statuses in `status`, the current pointer in `pointer_rules`.
+//! statuses in `status`, the current pointer in `pointer_rules`, deletion and
+//! retention in `retention_rules`.
 
 pub mod api;
 pub mod app;
@@ -17,4 +18,5 @@ pub mod logging;
 pub mod metrics;
 pub mod pointer_rules;
 pub mod registry;
+pub mod retention_rules;
 pub mod status;

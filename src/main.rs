@@ -40,6 +40,14 @@ enum Command {
     /// Check that every referenced blob exists and hashes to its digest;
     /// exits 1 when one does not.
     Fsck(StorageArgs),
+    /// Delete the snapshots projects' retention policies remove now.
+    Prune {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Only print what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Manage bearer tokens directly in the database.
     Token {
         #[command(flatten)]
@@ -83,6 +91,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => migrate(&args),
         Command::Gc { storage, artifacts } => gc(&storage, &artifacts),
         Command::Fsck(args) => fsck(&args),
+        Command::Prune { storage, dry_run } => prune(&storage, dry_run),
         Command::Token { storage, action } => token(&storage, action),
     };
     match result {
@@ -141,6 +150,26 @@ fn gc(storage: &StorageArgs, artifacts: &ArtifactArgs) -> Result<(), String> {
         report.uploads_expired.len(),
         report.temp_files_removed
     );
+    Ok(())
+}
+
+fn prune(storage: &StorageArgs, dry_run: bool) -> Result<(), String> {
+    let (mut conn, store) = open(storage)?;
+    let pruned =
+        snapreg::registry::lifecycle::prune(&mut conn, dry_run).map_err(|e| format!("{e:?}"))?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for snapshot in &pruned {
+        println!(
+            "{verb} {} {} ({})",
+            snapshot.project, snapshot.snapshot_id, snapshot.status
+        );
+        for part in &snapshot.parts {
+            if let Err(e) = store.discard_part(part) {
+                log::warn!("could not remove upload part {part} (gc will): {e}");
+            }
+        }
+    }
+    println!("{} snapshot(s) {verb}", pruned.len());
     Ok(())
 }
 

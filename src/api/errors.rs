@@ -40,6 +40,8 @@ impl Error {
             Error::ImagesNotActive(_) => "images_not_active",
             Error::SnapshotNotActive(_) => "snapshot_not_active",
             Error::SnapshotClosed { .. } => "snapshot_closed",
+            Error::SnapshotInUse(_) => "snapshot_in_use",
+            Error::SnapshotPinned(_) => "snapshot_pinned",
             Error::DigestMismatch(_) => "digest_mismatch",
             Error::ImageNotPending { .. } => "image_not_pending",
             Error::ImageSealed { .. } => "image_sealed",
@@ -79,6 +81,8 @@ impl ResponseError for Error {
             | Error::ImagesNotActive(_)
             | Error::SnapshotNotActive(_)
             | Error::SnapshotClosed { .. }
+            | Error::SnapshotInUse(_)
+            | Error::SnapshotPinned(_)
             | Error::ImageSealed { .. }
             | Error::ImageNotPending { .. }
             | Error::NoRollbackTarget(_) => StatusCode::CONFLICT,

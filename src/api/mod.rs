@@ -269,6 +269,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             snapshots::update,
         ),
         endpoint(
+            "/v1/snapshots/{snapshot}",
+            M::DELETE,
+            R(Maintainer),
+            snapshots::delete,
+        ),
+        endpoint(
             "/v1/snapshots/{snapshot}/images",
             M::POST,
             R(Builder),

@@ -4,10 +4,12 @@ use super::body::Body;
 use super::views::{PageJson, ProjectJson};
 use super::{created, AppState, PageQuery};
 use crate::auth::Principal;
-use crate::error::Result;
-use crate::input::{Name, Slug};
-use crate::registry::projects::{self, NewProject, ProjectChanges};
+use crate::config::duration;
+use crate::error::{Error, Result};
+use crate::input::{self, Name, Slug};
+use crate::registry::projects::{self, NewProject, ProjectChanges, RetentionChange};
 use crate::registry::{lookup, Actor};
+use crate::retention_rules::MAX_KEEP_ACTIVE;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
@@ -17,6 +19,7 @@ pub struct CreateProject {
     slug: Slug,
     name: Option<Name>,
     auto_promote: Option<bool>,
+    retention: Option<RetentionInput>,
 }
 
 #[derive(Deserialize)]
@@ -24,6 +27,64 @@ pub struct CreateProject {
 pub struct UpdateProject {
     name: Option<Name>,
     auto_promote: Option<bool>,
+    retention: Option<RetentionInput>,
+}
+
+/// `retention`: a field left out stays as it is, `null` clears it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionInput {
+    #[serde(default, deserialize_with = "input::nullable")]
+    keep_active: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "input::nullable")]
+    terminal_after: Option<Option<String>>,
+}
+
+/// `terminal_after`: digits and one unit, `90s`, `30m`, `12h`, `7d` (as
+/// API.md writes durations), at most 100 years.
+fn retention_seconds(text: &str) -> Result<i64> {
+    let bad = || {
+        Error::BadRequest(format!(
+            "retention.terminal_after {text:?}: write digits and a unit (s, m, h or d), e.g. 7d"
+        ))
+    };
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let digits = &text[..text.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    let seconds = digits.parse::<u64>().map_err(|_| bad())?.saturating_mul(scale);
+    let bounded = duration(&format!("{seconds}s"))
+        .map_err(|e| Error::BadRequest(format!("retention.terminal_after {text:?}: {e}")))?;
+    i64::try_from(bounded.as_secs()).map_err(|_| bad())
+}
+
+impl RetentionInput {
+    fn into_change(self) -> Result<RetentionChange> {
+        let keep_active = match self.keep_active {
+            Some(Some(n)) if !(1..=i64::from(MAX_KEEP_ACTIVE)).contains(&n) => {
+                return Err(Error::BadRequest(format!(
+                    "retention.keep_active is 1 to {MAX_KEEP_ACTIVE} (or null), not {n}"
+                )))
+            }
+            other => other.map(|n| n.and_then(|n| i32::try_from(n).ok())),
+        };
+        let terminal_after = match self.terminal_after {
+            Some(Some(text)) => Some(Some(retention_seconds(&text)?)),
+            other => other.map(|_| None),
+        };
+        Ok(RetentionChange {
+            keep_active,
+            terminal_after,
+        })
+    }
 }
 
 pub async fn create(
@@ -36,6 +97,11 @@ pub async fn create(
         slug: body.slug,
         name: body.name.map(Name::into_inner),
         auto_promote: body.auto_promote.unwrap_or(false),
+        retention: body
+            .retention
+            .map(RetentionInput::into_change)
+            .transpose()?
+            .unwrap_or_default(),
     };
     let project = state
         .run(move |conn| projects::create_project(conn, &actor, new))
@@ -76,6 +142,10 @@ pub async fn update(
     let changes = ProjectChanges {
         name: body.name.map(Name::into_inner),
         auto_promote: body.auto_promote,
+        retention: body
+            .retention
+            .map(RetentionInput::into_change)
+            .transpose()?,
     };
     let project = state
         .run(move |conn| projects::update_project(conn, &actor, &project, changes))

@@ -1,10 +1,12 @@
 //! `/v1/projects/{project}/snapshots` and `/v1/snapshots/{snapshot}`.
 
 use super::body::Body;
+use super::transfer::on_store;
 use super::views::{PageJson, SnapshotJson};
 use super::{created, AppState, PageQuery};
 use crate::error::{Error, Result};
 use crate::input::{BuildId, Source};
+use crate::registry::lifecycle;
 use crate::registry::snapshots::{self, NewSnapshot};
 use crate::registry::Actor;
 use crate::status::Status;
@@ -24,7 +26,8 @@ pub struct CreateSnapshot {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSnapshot {
-    status: Status,
+    status: Option<Status>,
+    pinned: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -108,9 +111,44 @@ pub async fn update(
     path: web::Path<String>,
     body: Body<UpdateSnapshot>,
 ) -> Result<HttpResponse> {
-    let (snapshot, to) = (path.into_inner(), body.0.status);
+    let (snapshot, body) = (path.into_inner(), body.0);
+    if body.status.is_none() && body.pinned.is_none() {
+        return Err(Error::BadRequest("send status, pinned, or both".to_owned()));
+    }
     let snapshot = state
-        .run(move |conn| snapshots::set_snapshot_status(conn, &actor, &snapshot, to))
+        .run(move |conn| {
+            snapshots::update_snapshot(conn, &actor, &snapshot, body.status, body.pinned)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(SnapshotJson::from(snapshot)))
+}
+
+/// `DELETE /v1/snapshots/{snapshot}`: `204`; its upload sessions' bytes go
+/// after the commit.
+pub async fn delete(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let snapshot = path.into_inner();
+    let parts = state
+        .run(move |conn| lifecycle::delete_snapshot(conn, &actor, &snapshot))
+        .await?;
+    discard_parts(&state, parts).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Removes the objects of deleted upload parts; a failure is logged (gc
+/// removes leftover parts later), not answered.
+pub async fn discard_parts(state: &AppState, parts: Vec<String>) {
+    if parts.is_empty() {
+        return;
+    }
+    let removed = on_store(&state.artifacts.store, move |store| {
+        parts.iter().try_for_each(|part| store.discard_part(part))
+    })
+    .await;
+    if let Err(e) = removed {
+        log::warn!("could not remove a deleted snapshot's upload parts (gc will): {e}");
+    }
 }

@@ -62,8 +62,26 @@ pub struct ProjectJson {
     pub name: String,
     pub auto_promote: bool,
     pub current_snapshot_id: Option<String>,
+    pub retention: RetentionJson,
     pub created_at: String,
     pub updated_at: String,
+}
+
+#[derive(Serialize)]
+pub struct RetentionJson {
+    pub keep_active: Option<i32>,
+    /// Written like the input: `90s`, `30m`, `12h`, `7d`.
+    pub terminal_after: Option<String>,
+}
+
+/// Seconds in the largest unit that divides them.
+fn duration_text(seconds: i64) -> String {
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds > 0 && seconds % size == 0 {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
 }
 
 impl From<ProjectRow> for ProjectJson {
@@ -74,6 +92,10 @@ impl From<ProjectRow> for ProjectJson {
             name: p.name,
             auto_promote: p.auto_promote,
             current_snapshot_id: p.current_snapshot_id,
+            retention: RetentionJson {
+                keep_active: p.retention_keep_active,
+                terminal_after: p.retention_terminal_after.map(duration_text),
+            },
             created_at: timestamp(p.created_at),
             updated_at: timestamp(p.updated_at),
         }
@@ -196,6 +218,7 @@ pub struct SnapshotJson {
     pub source: Option<String>,
     pub build_id: Option<String>,
     pub is_current: bool,
+    pub pinned: bool,
     pub images: Vec<ImageJson>,
     pub created_at: String,
     pub updated_at: String,
@@ -211,6 +234,7 @@ impl From<SnapshotView> for SnapshotJson {
             source: s.source,
             build_id: s.build_id,
             is_current: v.is_current,
+            pinned: s.pinned,
             images: v.images.into_iter().map(ImageJson::from).collect(),
             created_at: timestamp(s.created_at),
             updated_at: timestamp(s.updated_at),

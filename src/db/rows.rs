@@ -20,6 +20,11 @@ pub struct ProjectRow {
     pub current_seq: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Retention: keep this many newest active snapshots (`None`: all).
+    pub retention_keep_active: Option<i32>,
+    /// Retention: remove failed/invalidated snapshots after this many
+    /// seconds without a status change (`None`: never).
+    pub retention_terminal_after: Option<i64>,
 }
 
 /// Whether a plan takes part in builds at all.
@@ -104,7 +109,10 @@ pub struct SnapshotRow {
     pub source: Option<String>,
     pub build_id: Option<String>,
     pub created_at: NaiveDateTime,
+    /// The last status change (pinning does not move it).
     pub updated_at: NaiveDateTime,
+    /// Never deleted, by hand or by retention.
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -11,6 +11,8 @@ diesel::table! {
         current_seq -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        retention_keep_active -> Nullable<Integer>,
+        retention_terminal_after -> Nullable<BigInt>,
     }
 }
 
@@ -37,6 +39,7 @@ diesel::table! {
         build_id -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        pinned -> Bool,
     }
 }
 

@@ -15,6 +15,7 @@ pub const SNAPSHOT_STATUS: &str = "snapshot.status";
 pub const IMAGE_STATUS: &str = "image.status";
 pub const PROJECT_CURRENT: &str = "project.current";
 pub const IMAGE_ARTIFACT: &str = "image.artifact";
+pub const SNAPSHOT_DELETED: &str = "snapshot.deleted";
 
 /// Reason of a status change a client asked for directly.
 pub const REQUESTED: &str = "requested";
@@ -86,6 +87,16 @@ impl Change<'_> {
             to_value: Some(digest.to_string()),
             reason: Some("uploaded".to_owned()),
             ..self.event(IMAGE_ARTIFACT, &image.project_id)
+        }
+    }
+
+    /// A snapshot was deleted (`from` is the status it had).
+    pub fn snapshot_deleted_event(&self, snapshot: &SnapshotRow, reason: &str) -> EventRow {
+        EventRow {
+            snapshot_id: Some(snapshot.id.clone()),
+            from_value: Some(snapshot.status.into()),
+            reason: Some(reason.to_owned()),
+            ..self.event(SNAPSHOT_DELETED, &snapshot.project_id)
         }
     }
 

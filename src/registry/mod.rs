@@ -11,6 +11,7 @@ pub mod fsck;
 pub mod gc;
 pub mod images;
 pub mod leases;
+pub mod lifecycle;
 pub mod lookup;
 pub mod page;
 pub mod plans;

@@ -15,17 +15,38 @@ pub struct NewProject {
     pub slug: Slug,
     pub name: Option<String>,
     pub auto_promote: bool,
+    pub retention: RetentionChange,
 }
 
 #[derive(Default)]
 pub struct ProjectChanges {
     pub name: Option<String>,
     pub auto_promote: Option<bool>,
+    pub retention: Option<RetentionChange>,
+}
+
+/// A retention setting left out stays (`None`), `Some(None)` clears it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RetentionChange {
+    pub keep_active: Option<Option<i32>>,
+    /// Seconds.
+    pub terminal_after: Option<Option<i64>>,
+}
+
+impl RetentionChange {
+    fn apply(&self, project: &mut ProjectRow) {
+        if let Some(keep_active) = self.keep_active {
+            project.retention_keep_active = keep_active;
+        }
+        if let Some(terminal_after) = self.terminal_after {
+            project.retention_terminal_after = terminal_after;
+        }
+    }
 }
 
 pub fn create_project(conn: &mut DbConn, actor: &Actor, new: NewProject) -> Result<ProjectRow> {
     let change = Change::new(actor);
-    let row = ProjectRow {
+    let mut row = ProjectRow {
         id: new_id(),
         name: new.name.unwrap_or_else(|| new.slug.as_str().to_owned()),
         slug: new.slug.as_str().to_owned(),
@@ -34,7 +55,10 @@ pub fn create_project(conn: &mut DbConn, actor: &Actor, new: NewProject) -> Resu
         current_seq: 0,
         created_at: change.now,
         updated_at: change.now,
+        retention_keep_active: None,
+        retention_terminal_after: None,
     };
+    new.retention.apply(&mut row);
     write_tx(conn, |conn| {
         diesel::insert_into(projects::table)
             .values(&row)
@@ -76,11 +100,16 @@ pub fn update_project(
         if let Some(auto_promote) = changes.auto_promote {
             project.auto_promote = auto_promote;
         }
+        if let Some(retention) = &changes.retention {
+            retention.apply(&mut project);
+        }
         project.updated_at = Change::new(actor).now;
         diesel::update(projects::table.find(&project.id))
             .set((
                 projects::name.eq(&project.name),
                 projects::auto_promote.eq(project.auto_promote),
+                projects::retention_keep_active.eq(project.retention_keep_active),
+                projects::retention_terminal_after.eq(project.retention_terminal_after),
                 projects::updated_at.eq(project.updated_at),
             ))
             .execute(conn)?;

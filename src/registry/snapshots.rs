@@ -51,6 +51,7 @@ pub fn create_snapshot(
             build_id: new.build_id.clone(),
             created_at: change.now,
             updated_at: change.now,
+            pinned: false,
         };
         diesel::insert_into(snapshots::table)
             .values(snapshot.clone())
@@ -225,15 +226,28 @@ pub fn list_snapshots(
 }
 
 /// `PATCH /v1/snapshots/{id}`: a status change by hand.
-pub fn set_snapshot_status(
+/// `PATCH /v1/snapshots/{snapshot}`: pins or unpins it, and moves it to
+/// `to`, in one transaction (pinning does not count as a status change:
+/// `updated_at` stays).
+pub fn update_snapshot(
     conn: &mut DbConn,
     actor: &Actor,
     reference: &str,
-    to: Status,
+    to: Option<Status>,
+    pinned: Option<bool>,
 ) -> Result<SnapshotView> {
     write_tx(conn, |conn| {
         let found = lookup::snapshot(conn, reference)?;
-        let snapshot = lookup::lock_snapshot(conn, &found.id)?;
+        let mut snapshot = lookup::lock_snapshot(conn, &found.id)?;
+        if let Some(pinned) = pinned {
+            diesel::update(snapshots::table.find(&snapshot.id))
+                .set(snapshots::pinned.eq(pinned))
+                .execute(conn)?;
+            snapshot.pinned = pinned;
+        }
+        let Some(to) = to else {
+            return view(conn, snapshot);
+        };
         let change = Change::new(actor);
         let snapshot = match status::transition(snapshot.status, to) {
             Transition::Same => snapshot,
