@@ -214,6 +214,7 @@ fn seed(pool: &DbPool) -> Result<Seed, Failure> {
                                 slug,
                                 name: None,
                                 auto_promote: false,
+                                retention: Default::default(),
                             },
                         )?;
                         for plan in 0..PLANS {

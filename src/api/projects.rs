@@ -60,7 +60,10 @@ fn retention_seconds(text: &str) -> Result<i64> {
         'd' => 86_400,
         _ => return Err(bad()),
     };
-    let seconds = digits.parse::<u64>().map_err(|_| bad())?.saturating_mul(scale);
+    let seconds = digits
+        .parse::<u64>()
+        .map_err(|_| bad())?
+        .saturating_mul(scale);
     let bounded = duration(&format!("{seconds}s"))
         .map_err(|e| Error::BadRequest(format!("retention.terminal_after {text:?}: {e}")))?;
     i64::try_from(bounded.as_secs()).map_err(|_| bad())

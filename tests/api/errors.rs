@@ -16,7 +16,7 @@ async fn unknown_routes_and_wrong_methods_use_the_envelope() {
     assert_eq!((head.status, head.body), (200, serde_json::Value::Null));
     let head = app.call(Method::HEAD, "/v1/projects/nope", None).await;
     assert_eq!((head.status, head.body), (404, serde_json::Value::Null));
-    app.delete("/v1/snapshots/x")
+    app.delete("/v1/images/x")
         .await
         .assert_error(405, "method_not_allowed");
     app.post("/healthz", json!({}))

@@ -2,7 +2,7 @@
 
 use crate::artifacts::{another_image, bytes, digest, download, pending_image, put_artifact};
 use crate::support::TestApp;
-use snapreg::blobs::{BlobFile, BlobKey, BlobLocation, BlobStore, StoredBlob};
+use snapreg::blobs::{BlobFile, BlobKey, BlobStore, StoredBlob};
 use snapreg::registry::artifacts::Artifacts;
 use snapreg::registry::gc::{collect_garbage, GcReport, GcSettings};
 use snapreg::registry::Actor;
@@ -32,28 +32,8 @@ async fn gc_with(app: &TestApp, upload_expiry: Duration) -> GcReport {
     .expect("gc thread")
 }
 
-/// `snapreg fsck` on the app's database and store, as an operator runs it.
 fn fsck(app: &TestApp) -> (i32, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapreg"));
-    command
-        .arg("fsck")
-        .arg("--database-url")
-        .arg(app.config.database_url.connection_string())
-        .arg("--data-dir")
-        .arg(&app.config.data_dir);
-    if let BlobLocation::S3(_) = &app.config.blob_location {
-        command
-            .arg("--blob-store")
-            .arg(app.config.blob_location.to_string());
-    }
-    let output = command
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("snapreg fsck runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    app.cli(&["fsck"])
 }
 
 #[actix_rt::test]

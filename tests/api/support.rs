@@ -141,6 +141,31 @@ impl TestApp {
         self.server = server;
     }
 
+    /// `snapreg <args>` on the app's database and artifact store, as an
+    /// operator runs it: the exit code and what it printed.
+    pub fn cli(&self, args: &[&str]) -> (i32, String) {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapreg"));
+        command
+            .args(args)
+            .arg("--database-url")
+            .arg(self.config.database_url.connection_string())
+            .arg("--data-dir")
+            .arg(&self.config.data_dir);
+        if let BlobLocation::S3(_) = &self.config.blob_location {
+            command
+                .arg("--blob-store")
+                .arg(self.config.blob_location.to_string());
+        }
+        let output = command
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("snapreg runs");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
     /// The raw client, for answers that are not JSON.
     pub fn client(&self) -> &awc::Client {
         &self.client
