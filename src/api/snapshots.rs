@@ -7,7 +7,7 @@ use super::{created, AppState, PageQuery};
 use crate::error::{Error, Result};
 use crate::input::{BuildId, Source};
 use crate::registry::lifecycle;
-use crate::registry::snapshots::{self, NewSnapshot};
+use crate::registry::snapshots::{self, NewSnapshot, SnapshotFilter};
 use crate::registry::Actor;
 use crate::status::Status;
 use actix_web::{web, HttpResponse};
@@ -36,6 +36,7 @@ pub struct ListQuery {
     limit: Option<i64>,
     cursor: Option<String>,
     status: Option<Status>,
+    build_id: Option<BuildId>,
 }
 
 /// New snapshots and images start `pending`, or `unknown` when asked.
@@ -91,8 +92,12 @@ pub async fn list(
         cursor: query.cursor,
     }
     .page()?;
+    let filter = SnapshotFilter {
+        status: query.status,
+        build_id: query.build_id.map(BuildId::into_inner),
+    };
     let snapshots = state
-        .run(move |conn| snapshots::list_snapshots(conn, &project, query.status, &page))
+        .run(move |conn| snapshots::list_snapshots(conn, &project, filter, &page))
         .await?;
     Ok(HttpResponse::Ok().json(PageJson::from_page(snapshots, SnapshotJson::from)))
 }

@@ -186,10 +186,19 @@ pub fn get_snapshot(conn: &mut DbConn, reference: &str) -> Result<SnapshotView> 
     })
 }
 
+/// Which snapshots a list shows.
+#[derive(Debug, Default, Clone)]
+pub struct SnapshotFilter {
+    pub status: Option<Status>,
+    /// The one snapshot made with this `build_id` (a client that lost the
+    /// answer to its create finds it so).
+    pub build_id: Option<String>,
+}
+
 pub fn list_snapshots(
     conn: &mut DbConn,
     project: &str,
-    status: Option<Status>,
+    filter: SnapshotFilter,
     page: &PageRequest,
 ) -> Result<Page<SnapshotView>> {
     read_tx(conn, |conn| {
@@ -198,8 +207,11 @@ pub fn list_snapshots(
             .filter(snapshots::project_id.eq(project.id.clone()))
             .select(SnapshotRow::as_select())
             .into_boxed();
-        if let Some(status) = status {
+        if let Some(status) = filter.status {
             query = query.filter(snapshots::status.eq(status.as_str()));
+        }
+        if let Some(build_id) = &filter.build_id {
+            query = query.filter(snapshots::build_id.eq(build_id.clone()));
         }
         let rows = keyset!(query, snapshots::created_at, snapshots::id, page, desc).load(conn)?;
         let page = Page::from_rows(rows, page, |s: &SnapshotRow| (s.created_at, &s.id));

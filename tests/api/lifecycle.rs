@@ -289,3 +289,36 @@ async fn serve_applies_retention_on_the_gc_interval() {
     }
     app.get(&path(&new)).await.expect(200);
 }
+
+/// A build client that lost the answer to its create finds its snapshot by
+/// `build_id` instead of looping on `409 conflict`.
+#[actix_rt::test]
+async fn a_lost_create_is_found_by_build_id() {
+    let app = TestApp::spawn().await;
+    app.project_with_plans("web", &["debian"]).await;
+    let made = app.snapshot("web", json!({"build_id": "ci-1234"})).await;
+    app.snapshot("web", json!({"build_id": "ci-1235"})).await;
+    app.post("/v1/projects/web/snapshots", json!({"build_id": "ci-1234"}))
+        .await
+        .assert_error(409, "conflict");
+    let found = app
+        .get("/v1/projects/web/snapshots?build_id=ci-1234")
+        .await
+        .expect(200);
+    let ids: Vec<&Value> = found["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| &s["id"])
+        .collect();
+    assert_eq!(ids, [&made["id"]]);
+    let none = app
+        .get("/v1/projects/web/snapshots?build_id=never")
+        .await
+        .expect(200);
+    assert_eq!(none["items"], json!([]));
+    let long = "x".repeat(201);
+    app.get(&format!("/v1/projects/web/snapshots?build_id={long}"))
+        .await
+        .assert_error(400, "bad_request");
+}
