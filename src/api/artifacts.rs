@@ -4,6 +4,7 @@
 use super::transfer::{self, on_store, Target};
 use super::views::ArtifactJson;
 use super::AppState;
+use crate::auth::Principal;
 use crate::blobs::Digest;
 use crate::error::{Error, Result};
 use crate::registry::artifacts;
@@ -28,6 +29,15 @@ impl DigestQuery {
     }
 }
 
+/// `PUT …/artifact?digest=[&from=]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutQuery {
+    digest: String,
+    /// An image whose artifact has that digest: attach it, send no bytes.
+    from: Option<String>,
+}
+
 /// The artifact's media type: the request's `Content-Type`, if it sent one.
 pub fn media_type(req: &HttpRequest) -> Option<String> {
     req.headers()
@@ -47,12 +57,28 @@ pub async fn put(
     state: web::Data<AppState>,
     actor: Actor,
     req: HttpRequest,
+    principal: Principal,
     path: web::Path<String>,
-    query: web::Query<DigestQuery>,
+    query: web::Query<PutQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let expected = query.parse()?;
+    let query = query.into_inner();
+    let expected = Digest::parse(&query.digest).map_err(Error::BadRequest)?;
     let image = path.into_inner();
+    if let Some(from) = query.from {
+        if has_body(&req) {
+            return Err(Error::BadRequest(
+                "with ?from= the registry already holds the bytes: send no body".into(),
+            ));
+        }
+        let readable = principal.projects;
+        let image = state
+            .run(move |conn| {
+                artifacts::attach(conn, &actor, &image, &from, &expected, readable.as_ref())
+            })
+            .await?;
+        return Ok(created(&image.id, ArtifactJson::of(&image)));
+    }
     // Refused before a byte is read: no use streaming gigabytes into a 404 or 409.
     let image = state
         .run(move |conn| artifacts::writable_image(conn, &image))
@@ -72,6 +98,16 @@ pub async fn put(
         .run(move |conn| artifacts.put(conn, &actor, &image.id, staged, expected, media_type))
         .await?;
     Ok(created(&image.id, ArtifactJson::of(&image)))
+}
+
+/// Whether the request announces a body (a length above 0, or chunks).
+fn has_body(req: &HttpRequest) -> bool {
+    let headers = req.headers();
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    length.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING)
 }
 
 /// The quoted digest, as `ETag` and `If-None-Match` carry it.

@@ -429,30 +429,84 @@ fn reference(
             uploads::delete(conn, id)?;
         }
         let change = Change::new(actor);
-        diesel::update(blobs::table.find(&digest))
-            .set(blobs::last_used_at.eq(change.now))
-            .execute(conn)?;
-        let previous = image.artifact_digest.clone();
-        image.artifact_digest = Some(digest);
-        image.artifact_size = Some(artifact.size);
-        image.artifact_media_type = Some(artifact.media_type.clone());
-        image.artifact_uploaded_at = Some(change.now);
-        image.updated_at = change.now;
-        diesel::update(images::table.find(&image.id))
-            .set((
-                images::artifact_digest.eq(&image.artifact_digest),
-                images::artifact_size.eq(image.artifact_size),
-                images::artifact_media_type.eq(&image.artifact_media_type),
-                images::artifact_uploaded_at.eq(image.artifact_uploaded_at),
-                images::updated_at.eq(image.updated_at),
-            ))
-            .execute(conn)?;
-        events::record(
-            conn,
-            &[change.artifact_event(&image, previous, &artifact.digest)],
-        )?;
+        set_artifact(conn, &change, &mut image, artifact, "uploaded")?;
         Ok(Some(image))
     })
+}
+
+/// `PUT …/artifact?digest=&from=`: gives `image_id` the artifact of image
+/// `from` without bytes, in one transaction. `from` must be an image of a
+/// project in `readable` (`None`: every project) whose artifact has
+/// exactly `digest`; anything else is the same `404`, so that nothing
+/// about other projects' bytes can be learned. The blob row is locked
+/// before it is referenced, as in a commit (gc takes the same lock).
+pub fn attach(
+    conn: &mut DbConn,
+    actor: &Actor,
+    image_id: &str,
+    from: &str,
+    digest: &Digest,
+    readable: Option<&std::collections::HashSet<String>>,
+) -> Result<ImageRow> {
+    let hidden = || Error::NotFound(format!("no image {from:?} with an artifact {digest}"));
+    write_tx(conn, |conn| {
+        let found = lookup::image(conn, image_id)?;
+        lookup::lock_snapshot(conn, &found.snapshot_id)?;
+        let mut image = lookup::image(conn, image_id)?;
+        ensure_writable(&image)?;
+        let source = lookup::image(conn, from).map_err(|_| hidden())?;
+        let visible = readable.is_none_or(|projects| projects.contains(&source.project_id));
+        let wanted = digest.to_string();
+        if !visible || source.artifact_digest.as_deref() != Some(wanted.as_str()) {
+            return Err(hidden());
+        }
+        if lock_blob(conn, &wanted)?.is_none() {
+            return Err(hidden());
+        }
+        let artifact = NewArtifact {
+            digest: digest.clone(),
+            size: source.artifact_size.unwrap_or_default(),
+            media_type: source
+                .artifact_media_type
+                .unwrap_or_else(|| DEFAULT_MEDIA_TYPE.to_owned()),
+        };
+        set_artifact(conn, &Change::new(actor), &mut image, &artifact, "attached")?;
+        Ok(image)
+    })
+}
+
+/// Points a locked image at a blob whose row is locked, renews the blob's
+/// last use and records the `image.artifact` event (`reason`: `uploaded`
+/// or `attached`).
+fn set_artifact(
+    conn: &mut DbConn,
+    change: &Change,
+    image: &mut ImageRow,
+    artifact: &NewArtifact,
+    reason: &str,
+) -> Result<()> {
+    let digest = artifact.digest.to_string();
+    diesel::update(blobs::table.find(&digest))
+        .set(blobs::last_used_at.eq(change.now))
+        .execute(conn)?;
+    let previous = image.artifact_digest.clone();
+    image.artifact_digest = Some(digest);
+    image.artifact_size = Some(artifact.size);
+    image.artifact_media_type = Some(artifact.media_type.clone());
+    image.artifact_uploaded_at = Some(change.now);
+    image.updated_at = change.now;
+    diesel::update(images::table.find(&image.id))
+        .set((
+            images::artifact_digest.eq(&image.artifact_digest),
+            images::artifact_size.eq(image.artifact_size),
+            images::artifact_media_type.eq(&image.artifact_media_type),
+            images::artifact_uploaded_at.eq(image.artifact_uploaded_at),
+            images::updated_at.eq(image.updated_at),
+        ))
+        .execute(conn)?;
+    let mut event = change.artifact_event(image, previous, &artifact.digest);
+    event.reason = Some(reason.to_owned());
+    events::record(conn, &[event])
 }
 
 /// Where an image's artifact is stored: its blob's current copy.

@@ -302,3 +302,84 @@ async fn a_stale_if_range_gets_the_whole_artifact() {
         assert!(got.body == body, "{stale}");
     }
 }
+
+async fn attach(app: &TestApp, image: &Value, from: &Value, sum: &str) -> RawReply {
+    let path = format!(
+        "/v1/images/{}/artifact?digest={sum}&from={}",
+        id(image),
+        id(from)
+    );
+    app.raw(Method::PUT, &path, &[], Vec::new()).await
+}
+
+/// `?from=`: an unchanged image of a rebuilt snapshot takes the bytes the
+/// registry already holds, without sending them; anything but an image the
+/// token can read whose artifact has exactly that digest is `404`.
+#[actix_rt::test]
+async fn an_artifact_is_attached_from_another_image_without_bytes() {
+    let app = TestApp::spawn().await;
+    let source = pending_image(&app).await;
+    let body = bytes(20_000, 70);
+    let sum = digest(&body);
+    put_artifact(&app, &source, &body, &sum)
+        .await
+        .assert_status(201);
+    let target = another_image(&app).await;
+    let attached = attach(&app, &target, &source, &sum).await;
+    attached.assert_status(201);
+    let artifact = attached.json();
+    assert_eq!(
+        (
+            &artifact["digest"],
+            &artifact["size"],
+            &artifact["media_type"]
+        ),
+        (&json!(sum), &json!(20_000), &json!("application/x-xz"))
+    );
+    assert!(download(&app, &target, &[]).await.body == body);
+    let events = app.events_of_project("web").await;
+    assert!(events.iter().any(|e| e["kind"] == "image.artifact"
+        && e["image_id"] == target["id"]
+        && e["reason"] == "attached"));
+
+    let other = another_image(&app).await;
+    let wrong = digest(b"other bytes");
+    attach(&app, &other, &source, &wrong)
+        .await
+        .assert_error(404, "not_found");
+    attach(&app, &other, &other, &sum)
+        .await
+        .assert_error(404, "not_found");
+    let with_body = format!(
+        "/v1/images/{}/artifact?digest={sum}&from={}",
+        id(&other),
+        id(&source)
+    );
+    app.raw(Method::PUT, &with_body, &[], body.clone())
+        .await
+        .assert_error(400, "bad_request");
+    // A token scoped to another project learns nothing about these bytes.
+    app.project_with_plans("api", &["debian"]).await;
+    let foreign = app.snapshot("api", json!({})).await["images"][0].clone();
+    let scoped = crate::auth::token(&app, "api-builder", "builder", &["api"]).await;
+    let path = format!(
+        "/v1/images/{}/artifact?digest={sum}&from={}",
+        id(&foreign),
+        id(&source)
+    );
+    let refused = crate::support::client(Some(&scoped))
+        .put(format!("{}{path}", app.base))
+        .send()
+        .await
+        .expect("the service answers");
+    assert_eq!(refused.status().as_u16(), 404);
+    // The admin may read both projects: the same request succeeds.
+    attach(&app, &foreign, &source, &sum)
+        .await
+        .assert_status(201);
+    // A sealed image takes nothing.
+    app.set_image(&target, "active").await.expect(200);
+    attach(&app, &target, &source, &sum)
+        .await
+        .assert_error(409, "image_sealed");
+}

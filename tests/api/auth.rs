@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Creates a token with the admin client; returns its secret.
-async fn token(app: &TestApp, name: &str, role: &str, projects: &[&str]) -> String {
+pub async fn token(app: &TestApp, name: &str, role: &str, projects: &[&str]) -> String {
     let created = app
         .post(
             "/v1/tokens",
