@@ -16,19 +16,30 @@ pub struct Former<'a> {
     pub active: bool,
 }
 
-/// Fallback and rollback both pick the snapshot that most recently became
-/// current and is still `active`, other than `present` (the snapshot
-/// leaving `active`, or the current one a rollback moves away from).
-/// Walking back past the present one is what makes a second rollback undo
-/// the first. `history` is newest first; `None`: no such snapshot.
-pub fn most_recent_active_former<'a>(
+/// The `n` snapshots that most recently became current and are still
+/// `active`, each once, other than `present`; `history` is newest first.
+/// Fallback and rollback pick the first (`present`: the snapshot leaving
+/// `active`, or the current one a rollback moves away from; walking back
+/// past it is what makes a second rollback undo the first); build hosts
+/// keep all `n`, the targets of the next `n` rollbacks.
+pub fn recent_active_formers<'a>(
     history: &[Former<'a>],
     present: Option<&str>,
-) -> Option<&'a str> {
-    history
-        .iter()
-        .find(|m| m.active && Some(m.snapshot_id) != present)
-        .map(|m| m.snapshot_id)
+    n: usize,
+) -> Vec<&'a str> {
+    let mut found: Vec<&'a str> = Vec::new();
+    for former in history {
+        if found.len() == n {
+            break;
+        }
+        if former.active
+            && Some(former.snapshot_id) != present
+            && !found.contains(&former.snapshot_id)
+        {
+            found.push(former.snapshot_id);
+        }
+    }
+    found
 }
 
 /// A snapshot's place in creation order: `created_at`, then id.
@@ -117,6 +128,36 @@ pub fn etag(seq: i64) -> String {
 mod tests {
     use super::*;
 
+    fn first_former<'a>(history: &[Former<'a>], present: Option<&str>) -> Option<&'a str> {
+        recent_active_formers(history, present, 1).pop()
+    }
+
+    #[test]
+    fn build_hosts_keep_the_next_rollback_targets_once_each() {
+        let former = |snapshot_id, active| Former {
+            snapshot_id,
+            active,
+        };
+        // Newest first: c (current), b, a, gone (deleted), b again, d.
+        let history = [
+            former("c", true),
+            former("b", true),
+            former("a", true),
+            former("gone", false),
+            former("b", true),
+            former("d", true),
+        ];
+        assert_eq!(
+            recent_active_formers(&history, Some("c"), 0),
+            Vec::<&str>::new()
+        );
+        assert_eq!(recent_active_formers(&history, Some("c"), 2), ["b", "a"]);
+        assert_eq!(
+            recent_active_formers(&history, Some("c"), 10),
+            ["b", "a", "d"]
+        );
+    }
+
     fn history<'a>(moves: &[(&'a str, bool)]) -> Vec<Former<'a>> {
         moves
             .iter()
@@ -131,34 +172,34 @@ mod tests {
     fn fallback_picks_the_most_recent_current_still_active() {
         // s1, s2, s3 were made current in turn; s3 is leaving `active`.
         let moves = history(&[("s3", false), ("s2", true), ("s1", true)]);
-        assert_eq!(most_recent_active_former(&moves, Some("s3")), Some("s2"));
+        assert_eq!(first_former(&moves, Some("s3")), Some("s2"));
         let moves = history(&[("s3", false), ("s2", false), ("s1", true)]);
-        assert_eq!(most_recent_active_former(&moves, Some("s3")), Some("s1"));
+        assert_eq!(first_former(&moves, Some("s3")), Some("s1"));
         let moves = history(&[("s3", false), ("s2", false)]);
-        assert_eq!(most_recent_active_former(&moves, Some("s3")), None);
-        assert_eq!(most_recent_active_former(&[], None), None);
+        assert_eq!(first_former(&moves, Some("s3")), None);
+        assert_eq!(first_former(&[], None), None);
     }
 
     #[test]
     fn a_second_rollback_undoes_the_first() {
         // a, b, c made current; c is current: rollback goes to b.
         let moves = history(&[("c", true), ("b", true), ("a", true)]);
-        assert_eq!(most_recent_active_former(&moves, Some("c")), Some("b"));
+        assert_eq!(first_former(&moves, Some("c")), Some("b"));
         // After that rollback the newest move is to b: rolling back again is c.
         let moves = history(&[("b", true), ("c", true), ("b", true), ("a", true)]);
-        assert_eq!(most_recent_active_former(&moves, Some("b")), Some("c"));
+        assert_eq!(first_former(&moves, Some("b")), Some("c"));
     }
 
     #[test]
     fn rollback_walks_past_snapshots_no_longer_active() {
         let moves = history(&[("c", true), ("b", false), ("a", true)]);
-        assert_eq!(most_recent_active_former(&moves, Some("c")), Some("a"));
+        assert_eq!(first_former(&moves, Some("c")), Some("a"));
     }
 
     #[test]
     fn with_nothing_current_rollback_restores_the_latest_active_former() {
         let moves = history(&[("b", false), ("a", true)]);
-        assert_eq!(most_recent_active_former(&moves, None), Some("a"));
+        assert_eq!(first_former(&moves, None), Some("a"));
     }
 
     #[test]

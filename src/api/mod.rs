@@ -10,6 +10,7 @@ pub mod errors;
 pub mod events;
 pub mod health;
 pub mod images;
+pub mod keep;
 pub mod leases;
 pub mod observe;
 pub mod plans;
@@ -159,6 +160,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint("/v1/projects", M::POST, Unscoped(Admin), projects::create),
         endpoint("/v1/projects", M::GET, R(Reader), projects::list),
+        endpoint("/v1/keep", M::GET, R(Reader), keep::list),
         endpoint("/v1/projects/{project}", M::GET, R(Reader), projects::get),
         endpoint(
             "/v1/projects/{project}",

@@ -10,6 +10,7 @@ pub mod events;
 pub mod fsck;
 pub mod gc;
 pub mod images;
+pub mod keep;
 pub mod leases;
 pub mod lifecycle;
 pub mod lookup;

@@ -136,7 +136,7 @@ pub fn clear_current(
 }
 
 /// `POST …/current/rollback`: to `to`, or else to the snapshot that was
-/// current before the present one (`pointer_rules::most_recent_active_former`).
+/// current before the present one (`pointer_rules::recent_active_formers`).
 /// The target is read under the project's lock, not locked (see the top).
 pub fn rollback(
     conn: &mut DbConn,
@@ -246,14 +246,27 @@ pub fn on_became_active(conn: &mut DbConn, change: &Change, snapshot: &SnapshotR
     Ok(())
 }
 
-/// Reads the history newest first, a batch at a time, until the rule
-/// finds a snapshot (usually in the first batch).
+/// The snapshot a fallback or rollback picks (`pointer_rules`).
 fn choose_former(
     conn: &mut DbConn,
     project_id: &str,
     present: Option<&str>,
 ) -> Result<Option<String>> {
+    Ok(recent_formers(conn, project_id, present, 1)?.pop())
+}
+
+/// The `n` snapshots that most recently were current and are still active
+/// (`pointer_rules::recent_active_formers`), newest first. Reads the
+/// history newest first, a batch at a time, until the rule has found them
+/// (usually in the first batch).
+pub fn recent_formers(
+    conn: &mut DbConn,
+    project_id: &str,
+    present: Option<&str>,
+    n: usize,
+) -> Result<Vec<String>> {
     let mut before = i64::MAX;
+    let mut read: Vec<(Option<String>, bool)> = Vec::new();
     loop {
         let batch: Vec<(i64, Option<String>, Option<String>)> = pointer_moves::table
             .left_join(
@@ -272,21 +285,26 @@ fn choose_former(
                 snapshot_rows::status.nullable(),
             ))
             .load(conn)?;
-        let formers: Vec<Former> = batch
+        read.extend(batch.iter().map(|(_, to, status)| {
+            let active = status.as_deref() == Some(Status::Active.as_str());
+            (to.clone(), active)
+        }));
+        let formers: Vec<Former> = read
             .iter()
-            .filter_map(|(_, to, status)| {
+            .filter_map(|(to, active)| {
                 Some(Former {
                     snapshot_id: to.as_deref()?,
-                    active: status.as_deref() == Some(Status::Active.as_str()),
+                    active: *active,
                 })
             })
             .collect();
-        if let Some(found) = pointer_rules::most_recent_active_former(&formers, present) {
-            return Ok(Some(found.to_owned()));
+        let found = pointer_rules::recent_active_formers(&formers, present, n);
+        let exhausted = batch.len() < HISTORY_BATCH as usize;
+        if found.len() == n || exhausted {
+            return Ok(found.into_iter().map(str::to_owned).collect());
         }
-        match batch.last() {
-            Some((seq, _, _)) if batch.len() as i64 == HISTORY_BATCH => before = *seq,
-            _ => return Ok(None),
+        if let Some((seq, _, _)) = batch.last() {
+            before = *seq;
         }
     }
 }

@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod housekeeping;
 mod images;
+mod keep;
 mod leases;
 mod lifecycle;
 mod objects;
