@@ -1,8 +1,9 @@
 //! Prometheus metrics (`GET /metrics`). Labels are bounded: routes are
 //! templates (`/v1/images/{image}`), never raw paths.
 
+use crate::registry::storage::StorageFigures;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use std::sync::LazyLock;
 
@@ -95,11 +96,66 @@ fn build() -> Result<Metrics, prometheus::Error> {
 pub static METRICS: LazyLock<Metrics> =
     LazyLock::new(|| build().unwrap_or_else(|e| panic!("metric definitions are invalid: {e}")));
 
-/// Renders every metric in the Prometheus text format.
-pub fn render() -> Result<String, prometheus::Error> {
+/// The storage gauges of one read of the database, in a registry of their
+/// own: the database read at this scrape, not a value another scrape (of
+/// another database, in tests) left in process-wide gauges.
+fn storage_families(
+    figures: &StorageFigures,
+) -> Result<Vec<prometheus::proto::MetricFamily>, prometheus::Error> {
+    let registry = Registry::new_custom(Some("snapreg".into()), None)?;
+    let stored_bytes = IntGauge::new("stored_bytes", "Bytes of the blobs the database records")?;
+    let stored_blobs = IntGauge::new("stored_blobs", "Blobs the database records")?;
+    let reclaimable_bytes = IntGauge::new(
+        "gc_reclaimable_bytes",
+        "Bytes of blobs no image references (gc removes them once unused for its grace period)",
+    )?;
+    let upload_sessions = IntGauge::new("upload_sessions_open", "Resumable upload sessions open")?;
+    let snapshots = IntGaugeVec::new(
+        Opts::new(
+            "snapshots",
+            "Snapshots by project (the first 100 slugs; the rest as _other) and status",
+        ),
+        &["project", "status"],
+    )?;
+    let images = IntGaugeVec::new(
+        Opts::new(
+            "images",
+            "Images by project (the first 100 slugs; the rest as _other) and status",
+        ),
+        &["project", "status"],
+    )?;
+    stored_bytes.set(figures.stored_bytes);
+    stored_blobs.set(figures.blobs);
+    reclaimable_bytes.set(figures.reclaimable_bytes);
+    upload_sessions.set(figures.open_uploads);
+    for (gauge, counts) in [(&snapshots, &figures.snapshots), (&images, &figures.images)] {
+        for (project, status, n) in counts {
+            gauge.with_label_values(&[project, status]).set(*n);
+        }
+    }
+    for gauge in [
+        &stored_bytes,
+        &stored_blobs,
+        &reclaimable_bytes,
+        &upload_sessions,
+    ] {
+        registry.register(Box::new(gauge.clone()))?;
+    }
+    registry.register(Box::new(snapshots.clone()))?;
+    registry.register(Box::new(images.clone()))?;
+    Ok(registry.gather())
+}
+
+/// Renders every metric in the Prometheus text format, with the storage
+/// gauges when the database answered.
+pub fn render(storage: Option<&StorageFigures>) -> Result<String, prometheus::Error> {
     use prometheus::Encoder;
+    let mut families = METRICS.registry.gather();
+    if let Some(figures) = storage {
+        families.extend(storage_families(figures)?);
+    }
     let mut out = Vec::new();
-    prometheus::TextEncoder::new().encode(&METRICS.registry.gather(), &mut out)?;
+    prometheus::TextEncoder::new().encode(&families, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
@@ -108,7 +164,7 @@ mod tests {
     #[test]
     fn the_metrics_build_and_render() {
         super::METRICS.watchdog_reclaims.inc_by(0);
-        let text = super::render().unwrap_or_default();
+        let text = super::render(None).unwrap_or_default();
         assert!(text.contains("snapreg_watchdog_reclaims_total"), "{text}");
     }
 }

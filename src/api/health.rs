@@ -28,7 +28,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .with_label_values(&["in_use"])
         .set(i64::from(pool.connections) - idle);
     gauge.with_label_values(&["idle"]).set(idle);
-    match crate::metrics::render() {
+    let storage = match state.run(crate::registry::storage::storage_figures).await {
+        Ok(figures) => Some(figures),
+        // The other metrics still answer, without the storage gauges.
+        Err(e) => {
+            log::warn!("metrics: cannot read the storage figures: {e:?}");
+            None
+        }
+    };
+    match crate::metrics::render(storage.as_ref()) {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(text),

@@ -21,6 +21,7 @@ pub mod projects;
 pub mod recompute;
 pub mod resolve;
 pub mod snapshots;
+pub mod storage;
 pub mod tokens;
 pub mod uploads;
 

@@ -322,3 +322,89 @@ async fn a_lost_create_is_found_by_build_id() {
         .await
         .assert_error(400, "bad_request");
 }
+
+/// The value of a metric line (`name{labels} value`) in `/metrics`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// The "done means": a project with `keep_active: 2` and
+/// `terminal_after: 1s`, fed snapshots by a loop, keeps the two newest
+/// active ones plus the current and the pinned one, and its stored bytes
+/// stop growing once gc's grace (here 0) passes.
+#[actix_rt::test]
+async fn a_project_fed_by_a_loop_stops_growing() {
+    let app = TestApp::spawn_with(|c| c.gc_grace = Duration::ZERO).await;
+    app.post(
+        "/v1/projects",
+        json!({"slug": "web", "retention": {"keep_active": 2, "terminal_after": "1s"}}),
+    )
+    .await
+    .expect(201);
+    app.plan("web", json!({"slug": "debian"})).await;
+    let mut made = Vec::new();
+    for round in 0..8u8 {
+        let snapshot = app.snapshot("web", json!({})).await;
+        let image = images(&snapshot)[0].clone();
+        let body = bytes(10_000, 80 + round);
+        put_artifact(&app, &image, &body, &digest(&body))
+            .await
+            .assert_status(201);
+        let outcome = if round % 3 == 2 { "failed" } else { "active" };
+        app.set_image(&image, outcome).await.expect(200);
+        match round {
+            0 => app.set_current("web", &snapshot).await.expect(200),
+            1 => app
+                .patch(&path(&snapshot), json!({"pinned": true}))
+                .await
+                .expect(200),
+            _ => Value::Null,
+        };
+        made.push(snapshot);
+        let (code, out) = app.cli(&["prune"]);
+        assert_eq!(code, 0, "{out}");
+        gc(&app).await;
+        // Kept: current, pinned, two newest active, failed ones under 1 s old.
+        let stored = app.objects("sha256").await.len();
+        assert!(stored <= 6, "round {round}: {stored} blobs");
+    }
+    actix_rt::time::sleep(Duration::from_millis(1100)).await;
+    app.cli(&["prune"]);
+    gc(&app).await;
+    let listed = app.all_pages("/v1/projects/web/snapshots").await;
+    let mut left: Vec<String> = listed.iter().map(id).collect();
+    left.sort();
+    let mut kept: Vec<String> = [0, 1, 6, 7].iter().map(|&n| id(&made[n])).collect();
+    kept.sort();
+    assert_eq!(left, kept);
+    assert_eq!(app.objects("sha256").await.len(), 4);
+
+    let metrics = app
+        .raw(awc::http::Method::GET, "/metrics", &[], Vec::new())
+        .await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert_eq!(metric(&text, "snapreg_stored_blobs"), Some(4.0), "{text}");
+    assert_eq!(metric(&text, "snapreg_stored_bytes"), Some(40_000.0));
+    assert_eq!(metric(&text, "snapreg_gc_reclaimable_bytes"), Some(0.0));
+    assert_eq!(metric(&text, "snapreg_upload_sessions_open"), Some(0.0));
+    assert_eq!(
+        metric(
+            &text,
+            "snapreg_snapshots{project=\"web\",status=\"active\"}"
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "snapreg_snapshots{project=\"web\",status=\"failed\"}"
+        ),
+        None,
+        "no failed snapshot is left"
+    );
+    assert_eq!(
+        metric(&text, "snapreg_images{project=\"web\",status=\"active\"}"),
+        Some(4.0)
+    );
+}
