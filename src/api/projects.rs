@@ -33,11 +33,24 @@ pub struct UpdateProject {
 /// `retention`: a field left out stays as it is, `null` clears it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetentionInput {
+struct RetentionFields {
     #[serde(default, deserialize_with = "input::nullable")]
     keep_active: Option<Option<i64>>,
     #[serde(default, deserialize_with = "input::nullable")]
     terminal_after: Option<Option<String>>,
+}
+
+/// `RetentionFields` from a JSON object only (serde would also take the
+/// fields as an array, `[5, "7d"]`).
+pub struct RetentionInput(RetentionFields);
+
+impl<'de> Deserialize<'de> for RetentionInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        serde_json::from_value(serde_json::Value::Object(object))
+            .map(RetentionInput)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// `terminal_after`: digits and one unit, `90s`, `30m`, `12h`, `7d` (as
@@ -71,7 +84,8 @@ fn retention_seconds(text: &str) -> Result<i64> {
 
 impl RetentionInput {
     fn into_change(self) -> Result<RetentionChange> {
-        let keep_active = match self.keep_active {
+        let RetentionInput(fields) = self;
+        let keep_active = match fields.keep_active {
             Some(Some(n)) if !(1..=i64::from(MAX_KEEP_ACTIVE)).contains(&n) => {
                 return Err(Error::BadRequest(format!(
                     "retention.keep_active is 1 to {MAX_KEEP_ACTIVE} (or null), not {n}"
@@ -79,7 +93,7 @@ impl RetentionInput {
             }
             other => other.map(|n| n.and_then(|n| i32::try_from(n).ok())),
         };
-        let terminal_after = match self.terminal_after {
+        let terminal_after = match fields.terminal_after {
             Some(Some(text)) => Some(Some(retention_seconds(&text)?)),
             other => other.map(|_| None),
         };

@@ -169,6 +169,7 @@ async fn retention_settings_are_checked_and_shown() {
         json!({"terminal_after": "7"}),
         json!({"terminal_after": "200000000d"}),
         json!({"other": 1}),
+        json!([3, "7d"]),
     ] {
         app.patch("/v1/projects/web", json!({ "retention": bad }))
             .await
