@@ -240,7 +240,7 @@ impl Application {
         }
         let mut background = Background::default();
         if let Some(interval) = config.gc_interval {
-            // Retention first: what it deletes becomes garbage for gc.
+            // Retention on a loop of its own: what it deletes becomes garbage for gc.
             let (retained, url) = (state.clone(), config.database_url.clone());
             background.every("retention", interval, move || {
                 once(&url, "retention", interval, || prune(&retained))

@@ -21,7 +21,7 @@ pub struct Former<'a> {
 /// Fallback and rollback pick the first (`present`: the snapshot leaving
 /// `active`, or the current one a rollback moves away from; walking back
 /// past it is what makes a second rollback undo the first); build hosts
-/// keep all `n`, the targets of the next `n` rollbacks.
+/// keep all `n`: what a rollback or a fallback may bring back.
 pub fn recent_active_formers<'a>(
     history: &[Former<'a>],
     present: Option<&str>,

@@ -4,6 +4,7 @@ use super::body::Body;
 use super::transfer::on_store;
 use super::views::{PageJson, SnapshotJson};
 use super::{created, AppState, PageQuery};
+use crate::auth::{Principal, Role};
 use crate::error::{Error, Result};
 use crate::input::{BuildId, Source};
 use crate::registry::lifecycle;
@@ -113,12 +114,20 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
 pub async fn update(
     state: web::Data<AppState>,
     actor: Actor,
+    principal: Principal,
     path: web::Path<String>,
     body: Body<UpdateSnapshot>,
 ) -> Result<HttpResponse> {
     let (snapshot, body) = (path.into_inner(), body.0);
     if body.status.is_none() && body.pinned.is_none() {
         return Err(Error::BadRequest("send status, pinned, or both".to_owned()));
+    }
+    // Pinning only protects; unpinning exposes a release to deletion, which
+    // is a maintainer's call.
+    if body.pinned == Some(false) && !principal.may(Role::Maintainer) {
+        return Err(Error::Forbidden(
+            "unpinning a snapshot needs a maintainer token".to_owned(),
+        ));
     }
     let snapshot = state
         .run(move |conn| {

@@ -449,20 +449,35 @@ pub fn attach(
     readable: Option<&std::collections::HashSet<String>>,
 ) -> Result<ImageRow> {
     let hidden = || Error::NotFound(format!("no image {from:?} with an artifact {digest}"));
+    let wanted = digest.to_string();
+    // The source as this transaction sees it: `None` when it is missing,
+    // unreadable, or has other bytes (all the same to the client).
+    let source_of = |conn: &mut DbConn| -> Result<Option<ImageRow>> {
+        let source = match lookup::image(conn, from) {
+            Ok(source) => source,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let visible = readable.is_none_or(|projects| projects.contains(&source.project_id));
+        let same = source.artifact_digest.as_deref() == Some(wanted.as_str());
+        Ok((visible && same).then_some(source))
+    };
     write_tx(conn, |conn| {
         let found = lookup::image(conn, image_id)?;
+        if source_of(conn)?.is_none() {
+            return Err(hidden());
+        }
         lookup::lock_snapshot(conn, &found.snapshot_id)?;
         let mut image = lookup::image(conn, image_id)?;
         ensure_writable(&image)?;
-        let source = lookup::image(conn, from).map_err(|_| hidden())?;
-        let visible = readable.is_none_or(|projects| projects.contains(&source.project_id));
-        let wanted = digest.to_string();
-        if !visible || source.artifact_digest.as_deref() != Some(wanted.as_str()) {
-            return Err(hidden());
-        }
         if lock_blob(conn, &wanted)?.is_none() {
             return Err(hidden());
         }
+        // Again under the blob's lock: while the source references the
+        // digest, gc cannot have removed (and an upload re-created) the row.
+        let Some(source) = source_of(conn)? else {
+            return Err(hidden());
+        };
         let artifact = NewArtifact {
             digest: digest.clone(),
             size: source.artifact_size.unwrap_or_default(),

@@ -1,7 +1,9 @@
 //! `GET /v1/keep`: what build hosts must keep in their local image caches.
 //! Per project the token can read: the image each plan uses (borrowing
 //! plans included) in the current snapshot and in the `rollback` snapshots
-//! the next rollbacks would pick (`pointer_rules::recent_active_formers`).
+//! that most recently were current and are still active
+//! (`pointer_rules::recent_active_formers`): what a rollback or a fallback
+//! may bring back.
 //! One consistent read.
 
 use super::pointer::recent_formers;
@@ -35,7 +37,6 @@ pub fn keep_list(
 ) -> Result<Vec<Kept>> {
     read_tx(conn, |conn| {
         let mut query = projects::table
-            .filter(projects::current_snapshot_id.is_not_null())
             .order(projects::slug)
             .select(ProjectRow::as_select())
             .into_boxed();
@@ -44,14 +45,18 @@ pub fn keep_list(
         }
         let mut kept = Vec::new();
         for project in query.load(conn)? {
-            let Some(current) = project.current_snapshot_id.clone() else {
-                continue;
-            };
-            let formers = recent_formers(conn, &project.id, Some(&current), rollback)?;
-            let chosen: Vec<(String, &'static str)> = std::iter::once((current, CURRENT))
+            // A project whose pointer was cleared still keeps its former
+            // currents: a rollback may bring one back.
+            let current = project.current_snapshot_id.clone();
+            let formers = recent_formers(conn, &project.id, current.as_deref(), rollback)?;
+            let chosen: Vec<(String, &'static str)> = current
+                .map(|c| (c, CURRENT))
+                .into_iter()
                 .chain(formers.into_iter().map(|s| (s, ROLLBACK)))
                 .collect();
-            kept.extend(images_used(conn, &project, &chosen)?);
+            if !chosen.is_empty() {
+                kept.extend(images_used(conn, &project, &chosen)?);
+            }
         }
         Ok(kept)
     })

@@ -5,13 +5,15 @@
 //! (the order every writer keeps), the rules checked under both, then the
 //! snapshot row goes and its images, their upload sessions and parts with
 //! it (foreign keys cascade), and a `snapshot.deleted` event is recorded.
-//! Events and the pointer history stay. The bytes the images referenced
-//! become garbage for gc once unused for its grace period; the parts'
-//! objects are removed by the caller after the commit.
+//! Events and the pointer history stay. The blobs the images referenced
+//! count as used now, so gc removes them (if nothing else references them)
+//! once its grace period passed; the parts' objects are removed by the
+//! caller after the commit. Lock order: snapshot, project, its upload
+//! sessions (by id), its blob rows.
 
 use super::{events, lookup, Actor, Change};
 use crate::db::rows::{ProjectRow, SnapshotRow};
-use crate::db::schema::{images, projects, snapshots, upload_parts, uploads};
+use crate::db::schema::{blobs, images, projects, snapshots, upload_parts, uploads};
 use crate::db::{write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::retention_rules::{self, Candidate, Refusal, Retention};
@@ -57,19 +59,32 @@ fn remove(
     snapshot: &SnapshotRow,
     reason: &str,
 ) -> Result<Vec<String>> {
+    let its_images = images::table
+        .filter(images::snapshot_id.eq(&snapshot.id))
+        .select(images::id);
+    // The sessions under their locks (the lock a chunk's recording takes),
+    // so that no part is recorded after its name was read here.
     let sessions = uploads::table
-        .filter(
-            uploads::image_id.eq_any(
-                images::table
-                    .filter(images::snapshot_id.eq(&snapshot.id))
-                    .select(images::id),
-            ),
-        )
+        .filter(uploads::image_id.eq_any(its_images))
+        .order(uploads::id)
         .select(uploads::id);
+    let sessions: Vec<String> = match conn {
+        DbConn::Pg(c) => sessions.for_update().load(c)?,
+        DbConn::Sqlite(c) => sessions.load(c)?,
+    };
     let parts: Vec<String> = upload_parts::table
-        .filter(upload_parts::upload_id.eq_any(sessions))
+        .filter(upload_parts::upload_id.eq_any(&sessions))
         .select(upload_parts::name)
         .load(conn)?;
+    // Its bytes become garbage only after gc's grace period, counted from
+    // now: a deletion by mistake can still be undone by uploading again.
+    let digests = images::table
+        .filter(images::snapshot_id.eq(&snapshot.id))
+        .filter(images::artifact_digest.is_not_null())
+        .select(images::artifact_digest.assume_not_null());
+    diesel::update(blobs::table.filter(blobs::digest.eq_any(digests)))
+        .set(blobs::last_used_at.eq(change.now))
+        .execute(conn)?;
     diesel::delete(snapshots::table.find(&snapshot.id)).execute(conn)?;
     events::record(conn, &[change.snapshot_deleted_event(snapshot, reason)])?;
     Ok(parts)

@@ -377,9 +377,12 @@ async fn an_artifact_is_attached_from_another_image_without_bytes() {
     attach(&app, &foreign, &source, &sum)
         .await
         .assert_status(201);
-    // A sealed image takes nothing.
+    // A sealed image takes nothing, once `from` checks out.
     app.set_image(&target, "active").await.expect(200);
     attach(&app, &target, &source, &sum)
         .await
         .assert_error(409, "image_sealed");
+    attach(&app, &target, &source, &wrong)
+        .await
+        .assert_error(404, "not_found");
 }

@@ -82,6 +82,12 @@ async fn hosts_keep_the_current_images_and_the_next_rollback_targets() {
     now.extend(used("rollback", &a));
     now.sort();
     assert_eq!(entries(&keep(&app, 1).await.expect(200)), now);
+    // A cleared pointer: a rollback may still bring the last current back.
+    app.delete("/v1/projects/web/current").await.expect(204);
+    assert_eq!(
+        entries(&keep(&app, 1).await.expect(200)),
+        used("rollback", &c)
+    );
     for bad in ["11", "-1", "x"] {
         app.get(&format!("/v1/keep?rollback={bad}"))
             .await

@@ -142,6 +142,54 @@ async fn a_deleted_snapshots_bytes_become_garbage() {
     assert!(app.objects("sha256").await.is_empty());
 }
 
+/// Deleted by mistake: its bytes stay for gc's grace period, counted from
+/// the deletion, not from their upload.
+#[actix_rt::test]
+async fn a_deleted_snapshots_bytes_stay_for_the_grace_period() {
+    let app = TestApp::spawn_with(|c| c.gc_grace = Duration::from_secs(1)).await;
+    app.project_with_plans("web", &["debian"]).await;
+    let snapshot = app.snapshot("web", json!({})).await;
+    let body = bytes(3000, 61);
+    put_artifact(&app, &images(&snapshot)[0], &body, &digest(&body))
+        .await
+        .assert_status(201);
+    actix_rt::time::sleep(Duration::from_millis(1100)).await;
+    app.delete(&path(&snapshot)).await.expect(204);
+    assert_eq!(gc(&app).await.blobs_deleted, 0, "just deleted");
+    actix_rt::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(gc(&app).await.blobs_deleted, 1, "a grace period later");
+}
+
+/// Pinning only protects, so a builder may pin; unpinning exposes a
+/// release to deletion and needs a maintainer.
+#[actix_rt::test]
+async fn a_builder_pins_and_only_a_maintainer_unpins() {
+    let app = TestApp::spawn().await;
+    app.project_with_plans("web", &["debian"]).await;
+    let snapshot = app.active_snapshot("web").await;
+    let url = format!("{}{}", app.base, path(&snapshot));
+    let as_role = |role: &'static str| {
+        let app = &app;
+        async move { crate::auth::token(app, role, role, &["web"]).await }
+    };
+    let (builder, maintainer) = (as_role("builder").await, as_role("maintainer").await);
+    let patch = |token: String, pinned: bool| {
+        let url = url.clone();
+        async move {
+            crate::support::client(Some(&token))
+                .patch(url)
+                .send_json(&json!({ "pinned": pinned }))
+                .await
+                .expect("the service answers")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(patch(builder.clone(), true).await, 200);
+    assert_eq!(patch(builder, false).await, 403);
+    assert_eq!(patch(maintainer, false).await, 200);
+}
+
 #[actix_rt::test]
 async fn retention_settings_are_checked_and_shown() {
     let app = TestApp::spawn().await;
