@@ -161,6 +161,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint("/v1/projects", M::POST, Unscoped(Admin), projects::create),
         endpoint("/v1/projects", M::GET, R(Reader), projects::list),
         endpoint("/v1/keep", M::GET, R(Reader), keep::list),
+        endpoint("/v1/events", M::GET, R(Reader), events::feed),
         endpoint("/v1/projects/{project}", M::GET, R(Reader), projects::get),
         endpoint(
             "/v1/projects/{project}",

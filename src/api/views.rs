@@ -244,6 +244,8 @@ impl From<SnapshotView> for SnapshotJson {
 
 #[derive(Serialize)]
 pub struct EventJson {
+    /// Its place in the global feed (`GET /v1/events`).
+    pub seq: Option<i64>,
     pub id: String,
     pub at: String,
     pub kind: String,
@@ -259,6 +261,7 @@ pub struct EventJson {
 impl From<EventRow> for EventJson {
     fn from(e: EventRow) -> Self {
         EventJson {
+            seq: e.seq,
             id: e.id,
             at: timestamp(e.at),
             kind: e.kind,

@@ -185,6 +185,9 @@ pub struct EventRow {
     pub to_value: Option<String>,
     pub reason: Option<String>,
     pub actor: Option<String>,
+    /// Its place in the global feed; on PostgreSQL `None` until a reader
+    /// numbers it (`registry::feed`).
+    pub seq: Option<i64>,
 }
 
 /// One move of a project's current pointer.

@@ -74,6 +74,7 @@ diesel::table! {
         to_value -> Nullable<Text>,
         reason -> Nullable<Text>,
         actor -> Nullable<Text>,
+        seq -> Nullable<BigInt>,
     }
 }
 

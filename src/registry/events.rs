@@ -35,6 +35,7 @@ impl Change<'_> {
             to_value: None,
             reason: None,
             actor: self.actor.0.clone(),
+            seq: None,
         }
     }
 
@@ -117,8 +118,24 @@ impl Change<'_> {
     }
 }
 
+/// Records events in the change's transaction. On SQLite, whose writers
+/// take turns, each gets the next seq at once; on PostgreSQL the feed
+/// numbers them once committed (`registry::feed`).
 pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
+    let mut next = match conn {
+        DbConn::Sqlite(c) => events::table
+            .select(diesel::dsl::max(events::seq))
+            .first::<Option<i64>>(c)?
+            .map(|last| last + 1)
+            .or(Some(1)),
+        DbConn::Pg(_) => None,
+    };
     for event in events {
+        let event = EventRow {
+            seq: next,
+            ..event.clone()
+        };
+        next = next.map(|n| n + 1);
         let kind = match event.kind.as_str() {
             SNAPSHOT_STATUS => Some("snapshot"),
             IMAGE_STATUS => Some("image"),
@@ -131,7 +148,7 @@ pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
                 .inc();
         }
         diesel::insert_into(events::table)
-            .values(event)
+            .values(&event)
             .execute(conn)?;
     }
     Ok(())
@@ -142,6 +159,7 @@ pub fn list_for_project(
     project_id: &str,
     page: &PageRequest,
 ) -> Result<Page<EventRow>> {
+    super::feed::number_committed(conn)?;
     let query = events::table
         .filter(events::project_id.eq(project_id.to_owned()))
         .select(EventRow::as_select())
@@ -156,6 +174,7 @@ pub fn list_for_snapshot(
     snapshot_id: &str,
     page: &PageRequest,
 ) -> Result<Page<EventRow>> {
+    super::feed::number_committed(conn)?;
     let query = events::table
         .filter(events::snapshot_id.eq(snapshot_id.to_owned()))
         .select(EventRow::as_select())

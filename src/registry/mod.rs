@@ -7,6 +7,7 @@
 
 pub mod artifacts;
 pub mod events;
+pub mod feed;
 pub mod fsck;
 pub mod gc;
 pub mod images;

@@ -10,6 +10,7 @@ mod current;
 mod deletion_races;
 mod errors;
 mod events;
+mod feed;
 mod housekeeping;
 mod images;
 mod keep;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 const BUILDERS: usize = 8;
 
-fn trials() -> usize {
+pub fn trials() -> usize {
     std::env::var("SNAPREG_RACE_TRIALS")
         .ok()
         .and_then(|t| t.parse().ok())

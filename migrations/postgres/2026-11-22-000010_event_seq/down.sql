@@ -1,0 +1,3 @@
+DROP INDEX events_unnumbered;
+DROP INDEX events_seq;
+ALTER TABLE events DROP COLUMN seq;

@@ -1,0 +1,2 @@
+DROP INDEX events_seq;
+ALTER TABLE events DROP COLUMN seq;
