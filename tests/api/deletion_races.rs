@@ -129,13 +129,7 @@ async fn deleting_a_snapshot_while_an_artifact_commits() {
 #[actix_rt::test]
 async fn retention_on_two_replicas_and_a_hand_deletion_delete_once() {
     let app = TestApp::spawn().await;
-    app.post(
-        "/v1/projects",
-        json!({"slug": "web", "retention": {"keep_active": 1}}),
-    )
-    .await
-    .expect(201);
-    app.plan("web", json!({"slug": "debian"})).await;
+    app.project_with_retention(json!({"keep_active": 1})).await;
     let mut doomed = Vec::new();
     for _ in 0..trials() {
         doomed.push(app.active_snapshot("web").await);

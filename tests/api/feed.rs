@@ -113,18 +113,10 @@ async fn a_scoped_token_reads_its_projects_events_only() {
     app.active_snapshot("web").await;
     app.active_snapshot("api").await;
     let secret = crate::auth::token(&app, "api-reader", "reader", &["api"]).await;
-    let reader = client(Some(&secret));
-    let seen: Value = reader
-        .get(format!("{}/v1/events?limit=500", app.base))
-        .send()
-        .await
-        .expect("the service answers")
-        .json()
-        .await
-        .expect("json");
+    let seen = app.get_as(&secret, "/v1/events?limit=500").await;
     assert!(!items(&seen).is_empty());
     assert!(items(&seen).iter().all(|e| e["project_id"] == api["id"]));
-    let refused = reader
+    let refused = client(Some(&secret))
         .get(format!("{}/v1/events?project=web", app.base))
         .send()
         .await

@@ -1,7 +1,7 @@
 //! `GET /v1/keep`: what build hosts keep cached (API.md, "What build hosts
 //! should keep cached").
 
-use crate::support::{client, id, images, TestApp};
+use crate::support::{id, images, TestApp};
 use serde_json::{json, Value};
 
 /// `(reason, snapshot id, plan slug, image id)` of each item, sorted.
@@ -104,14 +104,7 @@ async fn a_scoped_token_keeps_its_projects_only() {
         app.set_current(project, &snapshot).await.expect(200);
     }
     let secret = crate::auth::token(&app, "api-host", "reader", &["api"]).await;
-    let listed: Value = client(Some(&secret))
-        .get(format!("{}/v1/keep", app.base))
-        .send()
-        .await
-        .expect("the service answers")
-        .json()
-        .await
-        .expect("json");
+    let listed = app.get_as(&secret, "/v1/keep").await;
     let projects: Vec<&Value> = listed["items"]
         .as_array()
         .into_iter()

@@ -257,13 +257,8 @@ async fn retention_settings_are_checked_and_shown() {
 #[actix_rt::test]
 async fn retention_keeps_the_newest_active_and_what_is_protected() {
     let app = TestApp::spawn().await;
-    app.post(
-        "/v1/projects",
-        json!({"slug": "web", "retention": {"keep_active": 2, "terminal_after": "1s"}}),
-    )
-    .await
-    .expect(201);
-    app.plan("web", json!({"slug": "debian"})).await;
+    app.project_with_retention(json!({"keep_active": 2, "terminal_after": "1s"}))
+        .await;
     let mut active = Vec::new();
     for _ in 0..6 {
         active.push(app.active_snapshot("web").await);
@@ -322,13 +317,7 @@ async fn retention_keeps_the_newest_active_and_what_is_protected() {
 #[actix_rt::test]
 async fn serve_applies_retention_on_the_gc_interval() {
     let app = TestApp::spawn_with(|c| c.gc_interval = Some(Duration::from_millis(200))).await;
-    app.post(
-        "/v1/projects",
-        json!({"slug": "web", "retention": {"keep_active": 1}}),
-    )
-    .await
-    .expect(201);
-    app.plan("web", json!({"slug": "debian"})).await;
+    app.project_with_retention(json!({"keep_active": 1})).await;
     let old = app.active_snapshot("web").await;
     let new = app.active_snapshot("web").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -385,13 +374,8 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 #[actix_rt::test]
 async fn a_project_fed_by_a_loop_stops_growing() {
     let app = TestApp::spawn_with(|c| c.gc_grace = Duration::ZERO).await;
-    app.post(
-        "/v1/projects",
-        json!({"slug": "web", "retention": {"keep_active": 2, "terminal_after": "1s"}}),
-    )
-    .await
-    .expect(201);
-    app.plan("web", json!({"slug": "debian"})).await;
+    app.project_with_retention(json!({"keep_active": 2, "terminal_after": "1s"}))
+        .await;
     let mut made = Vec::new();
     for round in 0..8u8 {
         let snapshot = app.snapshot("web", json!({})).await;

@@ -166,6 +166,31 @@ impl TestApp {
         )
     }
 
+    /// `GET path` as the holder of `token`: the JSON answer (any status).
+    pub async fn get_as(&self, token: &str, path: &str) -> Value {
+        client(Some(token))
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the service answers")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Project `web` with `retention` and the plan `debian`.
+    pub async fn project_with_retention(&self, retention: Value) -> Value {
+        let project = self
+            .post(
+                "/v1/projects",
+                json!({"slug": "web", "retention": retention}),
+            )
+            .await
+            .expect(201);
+        self.plan("web", json!({"slug": "debian"})).await;
+        project
+    }
+
     /// The raw client, for answers that are not JSON.
     pub fn client(&self) -> &awc::Client {
         &self.client
