@@ -1,15 +1,13 @@
 //! `GET /v1/keep`: what build hosts keep cached (API.md, "What build hosts
 //! should keep cached").
 
-use crate::support::{id, images, TestApp};
+use crate::support::{id, images, items, TestApp};
 use serde_json::{json, Value};
 
 /// `(reason, snapshot id, plan slug, image id)` of each item, sorted.
 fn entries(list: &Value) -> Vec<(String, String, String, String)> {
-    let mut found: Vec<_> = list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut found: Vec<_> = items(list)
+        .iter()
         .map(|k| {
             let text = |f: &str| k[f].as_str().unwrap_or_default().to_owned();
             (
@@ -105,13 +103,11 @@ async fn a_scoped_token_keeps_its_projects_only() {
     }
     let secret = crate::auth::token(&app, "api-host", "reader", &["api"]).await;
     let listed = app.get_as(&secret, "/v1/keep").await;
-    let projects: Vec<&Value> = listed["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|k| &k["project"])
+    let projects: Vec<Value> = items(&listed)
+        .iter()
+        .map(|k| k["project"].clone())
         .collect();
-    assert_eq!(projects, [&json!("api")]);
+    assert_eq!(projects, [json!("api")]);
     let all = app.get("/v1/keep").await.expect(200);
-    assert_eq!(all["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(items(&all).len(), 2);
 }

@@ -3,7 +3,7 @@
 
 use crate::artifacts::{bytes, digest, put_artifact};
 use crate::housekeeping::gc;
-use crate::support::{id, images, TestApp};
+use crate::support::{id, images, items, TestApp};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -94,13 +94,11 @@ async fn a_deleted_snapshot_leaves_its_history() {
         .get("/v1/projects/web/current/history")
         .await
         .expect(200);
-    let moved_to: Vec<&Value> = history["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| &m["to_snapshot_id"])
+    let moved_to: Vec<Value> = items(&history)
+        .iter()
+        .map(|m| m["to_snapshot_id"].clone())
         .collect();
-    assert!(moved_to.contains(&&old["id"]), "{history}");
+    assert!(moved_to.contains(&old["id"]), "{history}");
     // A former current that is gone is no rollback target.
     app.post("/v1/projects/web/current/rollback", json!({}))
         .await
@@ -343,13 +341,8 @@ async fn a_lost_create_is_found_by_build_id() {
         .get("/v1/projects/web/snapshots?build_id=ci-1234")
         .await
         .expect(200);
-    let ids: Vec<&Value> = found["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| &s["id"])
-        .collect();
-    assert_eq!(ids, [&made["id"]]);
+    let ids: Vec<Value> = items(&found).iter().map(|s| s["id"].clone()).collect();
+    assert_eq!(ids, [made["id"].clone()]);
     let none = app
         .get("/v1/projects/web/snapshots?build_id=never")
         .await
