@@ -6,13 +6,16 @@ use crate::auth::Role;
 use crate::background::Background;
 use crate::blobs::BlobStore;
 use crate::config::Config;
+use crate::db::listen::{self, Listener};
 use crate::db::rounds::{self, Round};
 use crate::db::{self, DatabaseUrl, SetupError};
 use crate::registry::artifacts::Artifacts;
+use crate::registry::feed;
 use crate::registry::gc::{collect_garbage, GcSettings};
 use crate::registry::leases::reclaim_expired;
 use crate::registry::lifecycle;
 use crate::registry::tokens::{self, NewToken};
+use crate::wake::Wake;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use std::net::TcpListener;
@@ -74,13 +77,26 @@ fn once(url: &DatabaseUrl, task: &str, interval: Duration, round: impl FnOnce())
     }
 }
 
-/// One retention round of `serve`: deletes what projects' policies remove.
-fn prune(state: &AppState) {
+/// One retention round of `serve`: deletes what projects' policies remove,
+/// and events older than `SNAPREG_EVENT_RETENTION`.
+fn prune(state: &AppState, event_retention: Option<Duration>) {
+    if let Some(age) = event_retention {
+        let result = state
+            .pool
+            .get()
+            .map_err(crate::error::Error::from)
+            .and_then(|mut conn| feed::expire(&mut conn, age));
+        match result {
+            Ok(0) => {}
+            Ok(n) => log::info!("retention: removed {n} event(s) older than {age:?}"),
+            Err(e) => log::error!("event retention failed: {e:?}"),
+        }
+    }
     let result = state
         .pool
         .get()
         .map_err(crate::error::Error::from)
-        .and_then(|mut conn| lifecycle::prune(&mut conn, false));
+        .and_then(|mut conn| state.wake.around(|| lifecycle::prune(&mut conn, false)));
     match result {
         Ok(pruned) => {
             for snapshot in &pruned {
@@ -180,7 +196,11 @@ fn watch(state: &AppState) {
         .pool
         .get()
         .map_err(crate::error::Error::from)
-        .and_then(|mut conn| reclaim_expired(&mut conn, state.lease_timeout));
+        .and_then(|mut conn| {
+            state
+                .wake
+                .around(|| reclaim_expired(&mut conn, state.lease_timeout))
+        });
     match result {
         Ok(reclaimed) if !reclaimed.is_empty() => {
             log::warn!(
@@ -197,6 +217,23 @@ pub struct Application {
     server: Server,
     port: u16,
     background: Background,
+    wake: Arc<Wake>,
+}
+
+/// Stops a running `Application`.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    wake: Arc<Wake>,
+}
+
+impl StopHandle {
+    /// Stops accepting connections and, when `graceful`, lets requests in
+    /// flight finish; event streams and long-polls end at once (`Wake::close`).
+    pub async fn stop(&self, graceful: bool) {
+        self.wake.close();
+        self.server.stop(graceful).await;
+    }
 }
 
 impl Application {
@@ -234,6 +271,8 @@ impl Application {
             tokens: Default::default(),
             metrics_open: config.metrics_open,
             download_redirect: config.download_redirect,
+            wake: Default::default(),
+            stream_keepalive: config.stream_keepalive,
         });
         if config.admin_token.is_none() {
             bootstrap_admin(&state, &config.data_dir)?;
@@ -242,8 +281,11 @@ impl Application {
         if let Some(interval) = config.gc_interval {
             // Retention on a loop of its own: what it deletes becomes garbage for gc.
             let (retained, url) = (state.clone(), config.database_url.clone());
+            let event_retention = config.event_retention;
             background.every("retention", interval, move || {
-                once(&url, "retention", interval, || prune(&retained))
+                once(&url, "retention", interval, || {
+                    prune(&retained, event_retention)
+                })
             });
             let (collected, url) = (state.clone(), config.database_url.clone());
             let settings = GcSettings {
@@ -254,6 +296,10 @@ impl Application {
                 once(&url, "gc", interval, || collect(&collected, &settings))
             });
         }
+        if let DatabaseUrl::Postgres(url) = &config.database_url {
+            let mut listener = Listener::new(url.clone(), state.wake.clone());
+            background.every("event-listener", listen::POLL, move || listener.poll());
+        }
         if let Some(interval) = config.watchdog_interval {
             let state = state.clone();
             let url = config.database_url.clone();
@@ -261,6 +307,7 @@ impl Application {
                 once(&url, "watchdog", interval, || watch(&state))
             });
         }
+        let wake = state.wake.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -285,6 +332,7 @@ impl Application {
             server,
             port,
             background,
+            wake,
         })
     }
 
@@ -292,8 +340,11 @@ impl Application {
         self.port
     }
 
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            wake: self.wake.clone(),
+        }
     }
 
     /// Serves until the server is stopped (`handle().stop(…)`), then stops

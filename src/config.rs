@@ -115,6 +115,12 @@ pub struct ServeArgs {
     /// service streams them itself).
     #[arg(long, env = "SNAPREG_DOWNLOAD_REDIRECT", default_value = "0s", value_parser = presign_duration)]
     pub download_redirect: Duration,
+
+    /// Events older than this are removed (in the retention round, every
+    /// gc interval); a feed cursor before the oldest kept event is then
+    /// answered 410 cursor_expired [default: keep every event].
+    #[arg(long, env = "SNAPREG_EVENT_RETENTION", value_parser = duration)]
+    pub event_retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +146,10 @@ pub struct Config {
     pub max_uploads: usize,
     /// `None`: downloads stream through the service.
     pub download_redirect: Option<Duration>,
+    /// `None`: events are kept forever.
+    pub event_retention: Option<Duration>,
+    /// An event stream sends a comment after this long without an event.
+    pub stream_keepalive: Duration,
 }
 
 impl Config {
@@ -164,6 +174,8 @@ impl Config {
             body_idle_timeout: Duration::from_secs(30),
             max_uploads: 64,
             download_redirect: None,
+            event_retention: None,
+            stream_keepalive: STREAM_KEEPALIVE,
         }
     }
 }
@@ -223,9 +235,15 @@ impl From<ServeArgs> for Config {
                 .unwrap_or(Duration::from_secs(30)),
             max_uploads: args.max_uploads.max(1),
             download_redirect: Some(args.download_redirect).filter(|d| !d.is_zero()),
+            event_retention: args.event_retention.filter(|d| !d.is_zero()),
+            stream_keepalive: STREAM_KEEPALIVE,
         }
     }
 }
+
+/// API.md: a stream sends a comment at least every 15 s, which also keeps
+/// proxies from closing an idle one.
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The longest duration a setting takes: longer ones are typos (and would
 /// overflow date arithmetic), refused at start-up with this message.

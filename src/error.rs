@@ -75,6 +75,8 @@ pub enum Error {
     ImageSealed { id: String, status: Status },
     #[error("{0}")]
     InvalidRange(String),
+    #[error("events after seq {after} were removed by event retention, up to seq {expired}; read again from after={expired} and expect a gap")]
+    CursorExpired { after: i64, expired: i64 },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]

@@ -20,3 +20,4 @@ pub mod pointer_rules;
 pub mod registry;
 pub mod retention_rules;
 pub mod status;
+pub mod wake;

@@ -1,55 +1,148 @@
-//! Event history: the global feed `GET /v1/events`, and
+//! Event history: the global feed `GET /v1/events` and its stream, and
 //! `GET /v1/projects/{project}/events` and `GET /v1/snapshots/{snapshot}/events`.
 
 use super::views::{EventJson, PageJson};
-use super::{AppState, PageQuery};
+use super::{feed_wait, AppState, PageQuery};
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::registry::feed::{self, FeedQuery, MAX_LIMIT};
 use crate::registry::{events, lookup};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use std::time::Duration;
+use tokio::time::Instant;
 
-/// `GET /v1/events?after=&project=&kind=…&limit=`: oldest first, and
+/// Longest `wait=` of a long-poll (API.md).
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
+
+/// `GET /v1/events?after=&project=&kind=…&limit=&wait=`: oldest first, and
 /// `next`, the `after` of the next call.
 pub async fn feed(
     state: web::Data<AppState>,
     principal: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse> {
-    let bad = |what: &str| Error::BadRequest(what.to_owned());
-    let mut query = FeedQuery {
-        limit: 50,
-        ..FeedQuery::default()
+    let asked = FeedParams::parse(&req, false)?;
+    let (after, wait) = (asked.query.after, asked.wait);
+    let query = scoped(&state, asked, principal).await?;
+    let events = feed_wait::next(&state, &query, Instant::now() + wait).await?;
+    let next = events.last().and_then(|e| e.seq).unwrap_or(after);
+    let items: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next": next })))
+}
+
+/// `GET /v1/events/stream?after=&project=&kind=…` (or `Last-Event-ID`):
+/// Server-Sent Events. What is wrong with the request (a project not found
+/// or not allowed, an expired cursor) is an ordinary error answer, before
+/// the stream starts.
+pub async fn stream(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+) -> Result<HttpResponse> {
+    let mut asked = FeedParams::parse(&req, true)?;
+    if let Some(last) = req.headers().get("last-event-id") {
+        asked.query.after = last
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n: &i64| *n >= 0)
+            .ok_or_else(|| Error::BadRequest("Last-Event-ID is a seq: 0 or more".into()))?;
+    }
+    let query = scoped(&state, asked, principal).await?;
+    let first = {
+        let query = query.clone();
+        state.run(move |conn| feed::read(conn, &query)).await?
     };
-    let mut project = None;
-    for (key, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        match key.as_ref() {
-            "after" => {
-                query.after = value
-                    .parse()
-                    .ok()
-                    .filter(|n: &i64| *n >= 0)
-                    .ok_or_else(|| bad("after is a seq: 0 or more"))?;
-            }
-            "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| bad("limit is 1 to 500"))?;
-            }
-            "kind" => query.kinds.push(value.into_owned()),
-            "project" if project.is_none() => project = Some(value.into_owned()),
-            "project" => return Err(bad("project may be given once")),
-            other => {
-                return Err(Error::BadRequest(format!(
-                    "unknown query parameter {other:?}"
-                )))
+    let keepalive = state.stream_keepalive;
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // Proxies such as nginx would otherwise hold events back.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(feed_wait::stream(state, query, first, keepalive)))
+}
+
+/// The feed's query parameters, as given.
+struct FeedParams {
+    query: FeedQuery,
+    project: Option<String>,
+    wait: Duration,
+}
+
+impl FeedParams {
+    /// `streaming`: the stream takes neither `limit` nor `wait`.
+    fn parse(req: &HttpRequest, streaming: bool) -> Result<FeedParams> {
+        let bad = |what: &str| Error::BadRequest(what.to_owned());
+        let mut params = FeedParams {
+            query: FeedQuery {
+                limit: 50,
+                ..FeedQuery::default()
+            },
+            project: None,
+            wait: Duration::ZERO,
+        };
+        for (key, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
+            match key.as_ref() {
+                "after" => {
+                    params.query.after = value
+                        .parse()
+                        .ok()
+                        .filter(|n: &i64| *n >= 0)
+                        .ok_or_else(|| bad("after is a seq: 0 or more"))?;
+                }
+                "limit" if !streaming => {
+                    params.query.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| bad("limit is 1 to 500"))?;
+                }
+                "wait" if !streaming => {
+                    params.wait = wait(&value)
+                        .filter(|w| *w <= LONGEST_WAIT)
+                        .ok_or_else(|| bad("wait is 0s to 60s (e.g. 30s, 30, 500ms or 1m)"))?;
+                }
+                "kind" => params.query.kinds.push(value.into_owned()),
+                "project" if params.project.is_none() => params.project = Some(value.into_owned()),
+                "project" => return Err(bad("project may be given once")),
+                other => {
+                    return Err(Error::BadRequest(format!(
+                        "unknown query parameter {other:?}"
+                    )))
+                }
             }
         }
+        Ok(params)
     }
-    let after = query.after;
-    let events = state
+}
+
+/// `wait=`: whole `ms`, `s` (the default unit) or `m`, e.g. `30s`, `30`.
+fn wait(text: &str) -> Option<Duration> {
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(number)),
+        "" | "s" => Some(Duration::from_secs(number)),
+        "m" => Some(Duration::from_secs(number.checked_mul(60)?)),
+        _ => None,
+    }
+}
+
+/// The query with its projects: the one asked for (which a scoped token
+/// must hold), else the token's scope, else all.
+async fn scoped(
+    state: &web::Data<AppState>,
+    params: FeedParams,
+    principal: Principal,
+) -> Result<FeedQuery> {
+    let FeedParams {
+        mut query, project, ..
+    } = params;
+    state
         .run(move |conn| {
             query.projects = match (project, principal.projects) {
                 (Some(reference), scope) => {
@@ -63,12 +156,9 @@ pub async fn feed(
                 }
                 (None, scope) => scope.map(|s| s.into_iter().collect()),
             };
-            feed::read(conn, &query)
+            Ok(query)
         })
-        .await?;
-    let next = events.last().and_then(|e| e.seq).unwrap_or(after);
-    let items: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next": next })))
+        .await
 }
 
 pub async fn for_project(

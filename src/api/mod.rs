@@ -8,6 +8,7 @@ pub mod body;
 pub mod current;
 pub mod errors;
 pub mod events;
+pub mod feed_wait;
 pub mod health;
 pub mod images;
 pub mod keep;
@@ -60,6 +61,10 @@ pub struct AppState {
     pub metrics_open: bool,
     /// Downloads answer with a presigned URL valid this long (S3 only).
     pub download_redirect: Option<Duration>,
+    /// Wakes feed waiters when events commit.
+    pub wake: Arc<crate::wake::Wake>,
+    /// An event stream sends a comment after this long without an event.
+    pub stream_keepalive: Duration,
 }
 
 impl AppState {
@@ -78,12 +83,12 @@ impl AppState {
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
+        let (pool, wake) = (self.pool.clone(), self.wake.clone());
         let request_id = crate::logging::current_request_id();
         web::block(move || {
             crate::logging::on_thread(request_id, || {
                 let mut conn = pool.get()?;
-                f(&mut conn)
+                wake.around(|| f(&mut conn))
             })
         })
         .await
@@ -162,6 +167,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint("/v1/projects", M::GET, R(Reader), projects::list),
         endpoint("/v1/keep", M::GET, R(Reader), keep::list),
         endpoint("/v1/events", M::GET, R(Reader), events::feed),
+        endpoint("/v1/events/stream", M::GET, R(Reader), events::stream),
         endpoint("/v1/projects/{project}", M::GET, R(Reader), projects::get),
         endpoint(
             "/v1/projects/{project}",

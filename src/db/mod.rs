@@ -3,6 +3,7 @@
 //! every mutating operation runs in.
 
 pub mod failure;
+pub mod listen;
 pub mod rounds;
 pub mod rows;
 pub mod schema;

@@ -156,6 +156,14 @@ diesel::allow_tables_to_appear_in_same_query!(
 );
 
 diesel::table! {
+    feed_position (id) {
+        id -> Integer,
+        last_seq -> BigInt,
+        expired_through -> BigInt,
+    }
+}
+
+diesel::table! {
     background_rounds (task) {
         task -> Text,
         finished_at -> Timestamp,

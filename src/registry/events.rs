@@ -4,7 +4,7 @@
 use super::page::{keyset, Page, PageRequest};
 use super::{new_id, Change};
 use crate::db::rows::{EventRow, ImageRow, SnapshotRow};
-use crate::db::schema::events;
+use crate::db::schema::{events, feed_position};
 use crate::db::DbConn;
 use crate::error::Result;
 use crate::metrics::METRICS;
@@ -120,15 +120,26 @@ impl Change<'_> {
 
 /// Records events in the change's transaction. On SQLite, whose writers
 /// take turns, each gets the next seq at once; on PostgreSQL the feed
-/// numbers them once committed (`registry::feed`).
+/// numbers them once committed (`registry::feed`), and a `NOTIFY`, sent at
+/// commit, wakes the other replicas' waiters (`db::listen`).
 pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    crate::wake::recorded();
     let mut next = match conn {
-        DbConn::Sqlite(c) => events::table
-            .select(diesel::dsl::max(events::seq))
-            .first::<Option<i64>>(c)?
-            .map(|last| last + 1)
-            .or(Some(1)),
-        DbConn::Pg(_) => None,
+        DbConn::Sqlite(c) => {
+            let count = events.len() as i64;
+            let last: i64 = diesel::update(feed_position::table)
+                .set(feed_position::last_seq.eq(feed_position::last_seq + count))
+                .returning(feed_position::last_seq)
+                .get_result(c)?;
+            Some(last - count + 1)
+        }
+        DbConn::Pg(c) => {
+            diesel::sql_query(format!("NOTIFY {}", crate::db::listen::CHANNEL)).execute(c)?;
+            None
+        }
     };
     for event in events {
         let event = EventRow {

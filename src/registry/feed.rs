@@ -6,18 +6,19 @@
 //! reader already passed. Instead, events are inserted unnumbered and a
 //! reader first numbers every committed event still without a seq, in one
 //! statement under a transaction-level advisory lock: numbering rounds take
-//! turns, each continues after the last, and an event that commits later is
+//! turns, each continues after the last (`feed_position`), and an event that commits later is
 //! numbered in a later round. A reader that has seen N can therefore never
 //! be handed a new event with seq <= N. Writers pay nothing; a read pays one
 //! UPDATE when events are waiting (an index holds the unnumbered ones).
 //! On SQLite writers take turns, so `events::record` numbers at insert.
 
 use crate::db::rows::EventRow;
-use crate::db::schema::events;
+use crate::db::schema::{events, feed_position};
 use crate::db::{read_tx, write_tx, DbConn};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
+use std::time::Duration;
 
 /// The advisory lock numbering rounds take turns on.
 const NUMBERING_LOCK: i64 = 0x736e_6170_7365_7100; // "snapseq\0"
@@ -47,22 +48,42 @@ pub fn number_committed(conn: &mut DbConn) -> Result<()> {
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
             .bind::<BigInt, _>(NUMBERING_LOCK)
             .execute(conn)?;
+        // Numbers continue from feed_position (not MAX(seq): deletions
+        // could lower that), which moves on in the same statement.
         diesel::sql_query(
-            "UPDATE events SET seq = numbered.base + numbered.n \
-             FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY at, id) AS n, \
-                   (SELECT COALESCE(MAX(seq), 0) FROM events) AS base \
-                   FROM events WHERE seq IS NULL) AS numbered \
-             WHERE events.id = numbered.id",
+            "WITH numbered AS ( \
+                 SELECT id, ROW_NUMBER() OVER (ORDER BY at, id) AS n \
+                 FROM events WHERE seq IS NULL), \
+             given AS ( \
+                 UPDATE events SET seq = position.last_seq + numbered.n \
+                 FROM numbered, feed_position AS position \
+                 WHERE events.id = numbered.id AND position.id = 1 \
+                 RETURNING events.seq) \
+             UPDATE feed_position SET last_seq = (SELECT MAX(seq) FROM given) \
+             WHERE id = 1 AND EXISTS (SELECT 1 FROM given)",
         )
         .execute(conn)?;
         Ok(())
     })
 }
 
-/// The events after `query.after`, oldest first.
+/// The events after `query.after`, oldest first; `CursorExpired` when
+/// retention removed events the reader has not seen. (`after=0` reads from
+/// the oldest kept event: a new reader has nothing to miss.)
 pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Vec<EventRow>> {
     number_committed(conn)?;
     read_tx(conn, |conn| {
+        if query.after > 0 {
+            let expired: i64 = feed_position::table
+                .select(feed_position::expired_through)
+                .first(conn)?;
+            if query.after < expired {
+                return Err(Error::CursorExpired {
+                    after: query.after,
+                    expired,
+                });
+            }
+        }
         let mut select = events::table
             .filter(events::seq.gt(query.after))
             .order(events::seq.asc())
@@ -76,5 +97,26 @@ pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Vec<EventRow>> {
             select = select.filter(events::kind.eq_any(query.kinds.clone()));
         }
         Ok(select.load(conn)?)
+    })
+}
+
+/// Removes numbered events older than `age`, and notes the highest seq
+/// removed: a reader whose cursor is below it has missed events.
+pub fn expire(conn: &mut DbConn, age: Duration) -> Result<usize> {
+    let cutoff = super::now()
+        - chrono::Duration::from_std(age).map_err(|e| Error::Internal(e.to_string()))?;
+    number_committed(conn)?;
+    write_tx(conn, |conn| {
+        let old = events::table
+            .filter(events::at.lt(cutoff))
+            .filter(events::seq.is_not_null());
+        let highest: Option<i64> = old.select(diesel::dsl::max(events::seq)).first(conn)?;
+        let Some(highest) = highest else {
+            return Ok(0);
+        };
+        diesel::update(feed_position::table.filter(feed_position::expired_through.lt(highest)))
+            .set(feed_position::expired_through.eq(highest))
+            .execute(conn)?;
+        Ok(diesel::delete(old).execute(conn)?)
     })
 }

@@ -76,6 +76,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/v1/projects/{project}/images", "reader"),
     ("GET", "/v1/keep", "reader"),
     ("GET", "/v1/events", "reader"),
+    ("GET", "/v1/events/stream", "reader"),
     ("GET", "/v1/snapshots/{snapshot}", "reader"),
     ("PATCH", "/v1/snapshots/{snapshot}", "builder"),
     ("DELETE", "/v1/snapshots/{snapshot}", "maintainer"),

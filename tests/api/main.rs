@@ -11,6 +11,7 @@ mod deletion_races;
 mod errors;
 mod events;
 mod feed;
+mod feed_wait;
 mod housekeeping;
 mod images;
 mod keep;

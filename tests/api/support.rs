@@ -2,11 +2,11 @@
 //! (a SQLite file in a temp dir, or a fresh PostgreSQL database when
 //! `SNAPREG_TEST_DATABASE_URL` is set), an HTTP client, and builders.
 
-use actix_web::dev::ServerHandle;
 use awc::http::Method;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{json, Value};
 use snapreg::app::Application;
+use snapreg::app::StopHandle;
 use snapreg::blobs::{BlobLocation, S3Settings};
 use snapreg::config::Config;
 use snapreg::db::DatabaseUrl;
@@ -16,7 +16,7 @@ pub struct TestApp {
     pub base: String,
     client: awc::Client,
     pub config: Config,
-    server: ServerHandle,
+    server: StopHandle,
     _dir: TempDir,
     /// Dropped (with the database) when the test ends.
     _pg: Option<PgDatabase>,
@@ -139,6 +139,16 @@ impl TestApp {
         let (base, server) = start(&self.config);
         self.base = base;
         self.server = server;
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.config.database_url, DatabaseUrl::Postgres(_))
+    }
+
+    /// Another replica on the same database and artifact store: its base
+    /// URL and what stops it.
+    pub fn replica(&self) -> (String, StopHandle) {
+        start(&self.config)
     }
 
     /// `snapreg <args>` on the app's database and artifact store, as an
@@ -408,7 +418,7 @@ pub fn client(token: Option<&str>) -> awc::Client {
     .finish()
 }
 
-fn start(config: &Config) -> (String, ServerHandle) {
+fn start(config: &Config) -> (String, StopHandle) {
     let app = Application::build(config).expect("service starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

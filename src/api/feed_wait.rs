@@ -1,0 +1,100 @@
+//! Waiting on the event feed: `wait=` long-polls and the Server-Sent Events
+//! stream. A waiter holds neither a database connection nor a thread while
+//! it waits: it reads on the blocking pool, then awaits the replica's
+//! wake-up (`wake`) or its deadline on the async runtime.
+
+use super::views::EventJson;
+use super::AppState;
+use crate::db::rows::EventRow;
+use crate::error::{Error, Result};
+use crate::registry::feed::{self, FeedQuery};
+use actix_web::web::{self, Bytes};
+use futures_util::Stream;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The events after `query.after`; when there are none yet, waits until one
+/// matching commits or `deadline` passes (then answers none).
+pub async fn next(
+    state: &web::Data<AppState>,
+    query: &FeedQuery,
+    deadline: Instant,
+) -> Result<Vec<EventRow>> {
+    let mut woken = state.wake.subscribe();
+    loop {
+        // Marked seen before the read: a commit during it wakes us again.
+        woken.borrow_and_update();
+        let asked = query.clone();
+        let events = state.run(move |conn| feed::read(conn, &asked)).await?;
+        if !events.is_empty() || state.wake.is_closed() {
+            return Ok(events);
+        }
+        match tokio::time::timeout_at(deadline, woken.changed()).await {
+            Ok(Ok(())) => continue,
+            // The deadline passed, or the service is going away.
+            _ => return Ok(events),
+        }
+    }
+}
+
+/// The stream's body: `first` (read when the request was checked), then
+/// every later event as it commits, and a comment after each
+/// `keepalive` without one. It ends when the service stops or the reader's
+/// cursor falls behind retention (an `error` event says so).
+pub fn stream(
+    state: web::Data<AppState>,
+    mut query: FeedQuery,
+    first: Vec<EventRow>,
+    keepalive: Duration,
+) -> impl Stream<Item = Result<Bytes>> {
+    if let Some(seq) = first.last().and_then(|e| e.seq) {
+        query.after = seq;
+    }
+    let opening = Bytes::from(format!(
+        "retry: 1000\n{}",
+        frames(first).unwrap_or_default()
+    ));
+    let later = futures_util::stream::unfold(
+        (state, query, false),
+        move |(state, mut query, ended)| async move {
+            if ended || state.wake.is_closed() {
+                return None;
+            }
+            let deadline = Instant::now() + keepalive;
+            let (chunk, ended) = match next(&state, &query, deadline).await {
+                Ok(events) => {
+                    if let Some(seq) = events.last().and_then(|e| e.seq) {
+                        query.after = seq;
+                    }
+                    (frames(events).unwrap_or(": keep-alive\n\n".into()), false)
+                }
+                Err(e @ Error::CursorExpired { .. }) => (error_frame(&e), true),
+                Err(e) => {
+                    // The database is away: the reader stays connected and we retry.
+                    log::warn!("event stream: cannot read the feed ({e}); retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    (": retrying\n\n".to_owned(), false)
+                }
+            };
+            Some((Ok(Bytes::from(chunk)), (state, query, ended)))
+        },
+    );
+    futures_util::StreamExt::chain(futures_util::stream::once(async { Ok(opening) }), later)
+}
+
+/// `id`, `event` and `data` lines per event; `None` for no events.
+fn frames(events: Vec<EventRow>) -> Option<String> {
+    let mut out = String::new();
+    for event in events {
+        let (seq, kind) = (event.seq.unwrap_or_default(), event.kind.clone());
+        let data = serde_json::to_string(&EventJson::from(event)).unwrap_or_default();
+        out.push_str(&format!("id: {seq}\nevent: {kind}\ndata: {data}\n\n"));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The last frame of a stream that cannot go on: the error envelope.
+fn error_frame(error: &Error) -> String {
+    let body = serde_json::json!({"error": {"code": error.code(), "message": error.to_string()}});
+    format!("event: error\ndata: {body}\n\n")
+}
