@@ -320,6 +320,7 @@ impl Application {
                 .wrap(middleware::from_fn(auth::authenticate))
                 .wrap(middleware::from_fn(observe::observe))
                 .configure(api::routes)
+                .configure(crate::ui::routes)
                 .default_service(web::to(errors::route_not_found))
         })
         // Signals are ours (`run_until_signalled`): actix would stop at once on SIGINT.

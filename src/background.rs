@@ -50,15 +50,27 @@ impl Background {
     }
 
     /// Wakes every loop to stop and waits for the rounds in progress.
-    pub fn stop(self) {
+    pub fn stop(mut self) {
+        self.signal_stop();
+        for thread in std::mem::take(&mut self.threads) {
+            let _ = thread.join();
+        }
+    }
+
+    fn signal_stop(&self) {
         let (lock, wake) = &*self.stop;
         if let Ok(mut stopped) = lock.lock() {
             *stopped = true;
         }
         wake.notify_all();
-        for thread in self.threads {
-            let _ = thread.join();
-        }
+    }
+}
+
+/// A service dropped without `stop` (its runtime went away) must not leave
+/// loops running, each holding what it holds (a database connection).
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.signal_stop();
     }
 }
 

@@ -20,4 +20,5 @@ pub mod pointer_rules;
 pub mod registry;
 pub mod retention_rules;
 pub mod status;
+pub mod ui;
 pub mod wake;

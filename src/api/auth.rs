@@ -91,7 +91,11 @@ fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-async fn principal_for(state: &web::Data<AppState>, token: String) -> Result<Principal, Error> {
+/// The name of the principal reading without a token.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Who holds `token`; `Unauthorized` when nobody does.
+pub async fn principal_for(state: &web::Data<AppState>, token: String) -> Result<Principal, Error> {
     if let Some(admin) = &state.admin_token {
         if same_secret(&token, admin) {
             return Ok(Principal {
@@ -145,10 +149,27 @@ async fn identify(req: &ServiceRequest) -> Result<(), Error> {
         .cloned()
         .ok_or_else(|| Error::Internal("no application state".into()))?;
     let anonymous = || Principal {
-        name: "anonymous".to_owned(),
+        name: ANONYMOUS.to_owned(),
         role: Role::Reader,
         projects: None,
     };
+    if crate::ui::is_page(req.path()) {
+        // The dashboard's pages also take the sign-in cookie, and send a
+        // visitor without a usable token to their form instead of a 401.
+        let token = bearer(req).or_else(|| crate::ui::cookie_token(req.request()));
+        let principal = match token {
+            Some(token) => match principal_for(&state, token).await {
+                Ok(principal) => Some(principal),
+                Err(Error::Unauthorized(_)) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        if let Some(principal) = principal.or_else(|| state.anonymous_read.then(anonymous)) {
+            req.extensions_mut().insert(principal);
+        }
+        return Ok(());
+    }
     let principal = match bearer(req) {
         _ if req.path() == "/metrics" && state.metrics_open => anonymous(),
         Some(token) => principal_for(&state, token).await?,

@@ -170,6 +170,7 @@ pub async fn for_project(
     let events = state
         .run(move |conn| {
             let project = lookup::project(conn, &project)?;
+            feed::number_committed(conn)?;
             events::list_for_project(conn, &project.id, &page)
         })
         .await?;
@@ -185,6 +186,7 @@ pub async fn for_snapshot(
     let events = state
         .run(move |conn| {
             let snapshot = lookup::snapshot(conn, &snapshot)?;
+            feed::number_committed(conn)?;
             events::list_for_snapshot(conn, &snapshot.id, &page)
         })
         .await?;

@@ -165,12 +165,14 @@ pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
     Ok(())
 }
 
+/// A project's events, newest first. (Callers number committed events
+/// first, `feed::number_committed`, so that each shows its seq; that is a
+/// write transaction of its own, which a read transaction cannot hold.)
 pub fn list_for_project(
     conn: &mut DbConn,
     project_id: &str,
     page: &PageRequest,
 ) -> Result<Page<EventRow>> {
-    super::feed::number_committed(conn)?;
     let query = events::table
         .filter(events::project_id.eq(project_id.to_owned()))
         .select(EventRow::as_select())
@@ -185,7 +187,6 @@ pub fn list_for_snapshot(
     snapshot_id: &str,
     page: &PageRequest,
 ) -> Result<Page<EventRow>> {
-    super::feed::number_committed(conn)?;
     let query = events::table
         .filter(events::snapshot_id.eq(snapshot_id.to_owned()))
         .select(EventRow::as_select())

@@ -6,6 +6,7 @@
 //! database work only (file I/O goes before or after it).
 
 pub mod artifacts;
+pub mod dashboard;
 pub mod events;
 pub mod feed;
 pub mod fsck;

@@ -8,7 +8,7 @@ use serde_json::json;
 async fn unknown_routes_and_wrong_methods_use_the_envelope() {
     let app = TestApp::spawn().await;
     app.get("/v2/projects").await.assert_error(404, "not_found");
-    app.get("/").await.assert_error(404, "not_found");
+    app.get("/v1").await.assert_error(404, "not_found");
     let wrong = app.call(Method::PUT, "/v1/projects", Some(json!({}))).await;
     wrong.assert_error(405, "method_not_allowed");
     assert_eq!(wrong.allow.as_deref(), Some("GET, HEAD, POST"));

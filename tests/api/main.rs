@@ -7,6 +7,7 @@ mod auth;
 mod blob_store;
 mod contention;
 mod current;
+mod dashboard;
 mod deletion_races;
 mod errors;
 mod events;
