@@ -1,4 +1,4 @@
-//! Load benchmark: `cargo bench --bench load [-- --seconds N] [-- --postgres URL]`.
+//! Load benchmark: `cargo bench --bench load [-- --seconds N] [-- --postgres URL] [-- --tail-feed]`.
 //!
 //! Starts snapreg on SQLite (or on a fresh database of the PostgreSQL server
 //! at URL), seeds 100 projects × 4 plans × 50 active snapshots, and drives
@@ -42,18 +42,23 @@ const TOKEN: &str = "bench-admin-token-0123456789abcdef";
 struct Args {
     seconds: u64,
     postgres: Option<String>,
+    /// A reader long-polls the event feed throughout (as an open dashboard
+    /// does): what the feed's numbering costs the writers.
+    tail_feed: bool,
 }
 
 fn args() -> Args {
     let mut args = Args {
         seconds: 5,
         postgres: None,
+        tail_feed: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--seconds" => args.seconds = it.next().and_then(|s| s.parse().ok()).unwrap_or(5),
             "--postgres" => args.postgres = it.next(),
+            "--tail-feed" => args.tail_feed = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -86,6 +91,8 @@ fn main() -> Result<(), Failure> {
     config.watchdog_interval = None;
     let service = serve(move || Application::build(&config).map_err(|e| e.to_string()))?;
     let bare = serve_bare(pool.clone())?;
+    let tailing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(args.tail_feed));
+    let tailer = args.tail_feed.then(|| tail_feed(service, tailing.clone()));
     let seconds = Duration::from_secs(args.seconds);
     let pick = |i: usize| i.wrapping_mul(2654435761) % PROJECTS;
 
@@ -159,6 +166,11 @@ fn main() -> Result<(), Failure> {
         ))
     });
     rows.push(("POST …/snapshots".into(), create, None));
+    tailing.store(false, Ordering::SeqCst);
+    if let Some(tailer) = tailer {
+        let (events, polls) = tailer.join().map_err(|_| "the feed reader panicked")??;
+        eprintln!("a feed reader tailed {events} events in {polls} long-polls meanwhile");
+    }
 
     println!(
         "\n{backend}, {} connections, {}s per scenario, {} cores",
@@ -300,6 +312,43 @@ fn seed(pool: &DbPool) -> Result<Seed, Failure> {
     Ok(Seed {
         project_ids: ids.into_iter().map(|(_, id)| id).collect(),
         pending,
+    })
+}
+
+/// Long-polls `GET /v1/events?after=…&wait=1s` on `port` until `running`
+/// turns false, each time from the `next` of the last answer; returns the
+/// events and polls it made. Plain HTTP/1.0 on a socket: nothing to share
+/// the load generator's client with.
+fn tail_feed(
+    port: u16,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<(u64, u64), String>> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let (mut after, mut events, mut polls) = (0i64, 0u64, 0u64);
+        while running.load(Ordering::SeqCst) {
+            let mut socket =
+                std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+            write!(
+                socket,
+                "GET /v1/events?after={after}&limit=500&wait=1s HTTP/1.0\r\n\
+                 Authorization: Bearer {TOKEN}\r\n\r\n"
+            )
+            .map_err(|e| e.to_string())?;
+            let mut answer = String::new();
+            socket
+                .read_to_string(&mut answer)
+                .map_err(|e| e.to_string())?;
+            let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+            let page: serde_json::Value =
+                serde_json::from_str(body).map_err(|e| format!("feed answer {answer:?}: {e}"))?;
+            events += page["items"]
+                .as_array()
+                .map_or(0, |items| items.len() as u64);
+            after = page["next"].as_i64().unwrap_or(after);
+            polls += 1;
+        }
+        Ok((events, polls))
     })
 }
 
