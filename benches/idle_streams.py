@@ -1,10 +1,12 @@
 """Idle event streams: what 500 open `GET /v1/events/stream` cost a server.
 
-Used by benches/idle_streams.sh, which starts the server. Opens N streams
+Used by benches/idle_streams.sh, which starts the server(s). Opens N streams
 (raw sockets, one each), reads their first chunk, then samples the server's
 resident memory and CPU time (from /proc) before the streams, with them
 open, and after they sit idle for a while; then makes one change and times
-how long until every stream has received its event.
+how long until every stream has received its event (with --change-at, the
+change goes through another replica: PostgreSQL's LISTEN/NOTIFY wakes this
+one).
 """
 
 import argparse
@@ -52,6 +54,7 @@ def main():
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--idle", type=float, default=60)
+    parser.add_argument("--change-at", help="make the change through this replica instead")
     args = parser.parse_args()
     host, port = args.url.removeprefix("http://").split(":")
     after = api(args.url, args.token, "GET", "/v1/events?after=0&limit=1")["next"]
@@ -85,7 +88,7 @@ def main():
     # One change: every stream gets its event.
     project = api(args.url, args.token, "GET", "/v1/projects?limit=1")["items"][0]["slug"]
     started = time.monotonic()
-    api(args.url, args.token, "POST", f"/v1/projects/{project}/snapshots", {})
+    api(args.change_at or args.url, args.token, "POST", f"/v1/projects/{project}/snapshots", {})
     waiting = set(sockets)
     latencies = []
     while waiting and time.monotonic() - started < 30:
@@ -109,7 +112,8 @@ def main():
           f"{after_idle[1] - with_open[1]:.2f} s ({100 * (after_idle[1] - with_open[1]) / args.idle:.2f} % of one core)")
     latencies.sort()
     if latencies:
-        print(f"one change fanned out to {len(latencies)}/{args.streams} streams: first after "
+        where = "through another replica, " if args.change_at else ""
+        print(f"one change {where}fanned out to {len(latencies)}/{args.streams} streams: first after "
               f"{latencies[0] * 1000:.0f} ms, median {latencies[len(latencies) // 2] * 1000:.0f} ms, "
               f"last {latencies[-1] * 1000:.0f} ms; server CPU {cpu_fanout:.2f} s")
     if len(latencies) != args.streams:
