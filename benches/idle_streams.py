@@ -64,6 +64,10 @@ def main():
             break
         after = page["next"]
 
+    # The server's own idle cost first, for comparison.
+    baseline_cpu = cpu_seconds(args.pid)
+    time.sleep(args.idle)
+    baseline_cpu = cpu_seconds(args.pid) - baseline_cpu
     before = (rss_kib(args.pid), cpu_seconds(args.pid), threads(args.pid))
     selector = selectors.DefaultSelector()
     sockets = []
@@ -107,9 +111,11 @@ def main():
     print(f"server RSS: {mib(before[0]):.1f} MiB before, {mib(with_open[0]):.1f} MiB with the streams open "
           f"(+{(with_open[0] - before[0]) / args.streams:.1f} KiB per stream), "
           f"{mib(after_idle[0]):.1f} MiB after {args.idle:.0f} s idle")
-    print(f"server threads: {before[2]} before, {with_open[2]} with the streams open")
-    print(f"server CPU while {args.streams} streams sat idle for {args.idle:.0f} s: "
-          f"{after_idle[1] - with_open[1]:.2f} s ({100 * (after_idle[1] - with_open[1]) / args.idle:.2f} % of one core)")
+    print(f"server threads: {before[2]} before, {with_open[2]} just after opening the streams "
+          f"(idle blocking-pool threads of their first reads), {after_idle[2]} after {args.idle:.0f} s idle")
+    print(f"server CPU in {args.idle:.0f} s: {baseline_cpu:.2f} s with no streams, "
+          f"{after_idle[1] - with_open[1]:.2f} s with {args.streams} idle streams "
+          f"({100 * (after_idle[1] - with_open[1]) / args.idle:.2f} % of one core)")
     latencies.sort()
     if latencies:
         where = "through another replica, " if args.change_at else ""

@@ -25,7 +25,9 @@ pub async fn feed(
     let asked = FeedParams::parse(&req, false)?;
     let (after, wait) = (asked.query.after, asked.wait);
     let query = scoped(&state, asked, principal).await?;
-    let events = feed_wait::next(&state, &query, Instant::now() + wait).await?;
+    let mut woken = state.wake.subscribe();
+    let deadline = Instant::now() + wait;
+    let events = feed_wait::next(&state, &query, deadline, &mut woken, true).await?;
     let next = events.last().and_then(|e| e.seq).unwrap_or(after);
     let items: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next": next })))
@@ -50,6 +52,8 @@ pub async fn stream(
             .ok_or_else(|| Error::BadRequest("Last-Event-ID is a seq: 0 or more".into()))?;
     }
     let query = scoped(&state, asked, principal).await?;
+    // Before the first read: what commits after it wakes the stream.
+    let woken = state.wake.subscribe();
     let first = {
         let query = query.clone();
         state.run(move |conn| feed::read(conn, &query)).await?
@@ -60,7 +64,7 @@ pub async fn stream(
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         // Proxies such as nginx would otherwise hold events back.
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(feed_wait::stream(state, query, first, keepalive)))
+        .streaming(feed_wait::stream(state, query, first, woken, keepalive)))
 }
 
 /// The feed's query parameters, as given.
@@ -76,7 +80,8 @@ impl FeedParams {
         let bad = |what: &str| Error::BadRequest(what.to_owned());
         let mut params = FeedParams {
             query: FeedQuery {
-                limit: 50,
+                // A stream sends what there is in the largest batches.
+                limit: if streaming { MAX_LIMIT } else { 50 },
                 ..FeedQuery::default()
             },
             project: None,

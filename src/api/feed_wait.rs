@@ -11,42 +11,51 @@ use crate::registry::feed::{self, FeedQuery};
 use actix_web::web::{self, Bytes};
 use futures_util::Stream;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// The events after `query.after`; when there are none yet, waits until one
-/// matching commits or `deadline` passes (then answers none).
+/// matching commits or `deadline` passes (then answers none). `woken` is
+/// the waiter's subscription to `state.wake`, taken before its previous
+/// read; `read` is false when nothing woke it since that read, so that an
+/// idle waiter costs no query.
 pub async fn next(
     state: &web::Data<AppState>,
     query: &FeedQuery,
     deadline: Instant,
+    woken: &mut watch::Receiver<u64>,
+    mut read: bool,
 ) -> Result<Vec<EventRow>> {
-    let mut woken = state.wake.subscribe();
     loop {
-        // Marked seen before the read: a commit during it wakes us again.
-        woken.borrow_and_update();
-        let asked = query.clone();
-        let events = state.run(move |conn| feed::read(conn, &asked)).await?;
-        if !events.is_empty() || state.wake.is_closed() {
-            return Ok(events);
+        if read {
+            // Marked seen before the read: a commit during it wakes us again.
+            woken.borrow_and_update();
+            let asked = query.clone();
+            let events = state.run(move |conn| feed::read(conn, &asked)).await?;
+            if !events.is_empty() || state.wake.is_closed() {
+                return Ok(events);
+            }
         }
         match tokio::time::timeout_at(deadline, woken.changed()).await {
-            Ok(Ok(())) => continue,
+            Ok(Ok(())) => read = true,
             // The deadline passed, or the service is going away.
-            _ => return Ok(events),
+            _ => return Ok(Vec::new()),
         }
     }
 }
 
-/// The stream's body: `first` (read when the request was checked), then
-/// every later event as it commits, and a comment after each
-/// `keepalive` without one. It ends when the service stops or the reader's
-/// cursor falls behind retention (an `error` event says so).
+/// The stream's body: `first` (read when the request was checked, after
+/// `woken` was taken), then every later event as it commits, and a comment
+/// after each `keepalive` without one. It ends when the service stops or
+/// the reader's cursor falls behind retention (an `error` event says so).
 pub fn stream(
     state: web::Data<AppState>,
     mut query: FeedQuery,
     first: Vec<EventRow>,
+    woken: watch::Receiver<u64>,
     keepalive: Duration,
 ) -> impl Stream<Item = Result<Bytes>> {
+    let first_was_full = first.len() as i64 >= query.limit;
     if let Some(seq) = first.last().and_then(|e| e.seq) {
         query.after = seq;
     }
@@ -54,29 +63,33 @@ pub fn stream(
         "retry: 1000\n{}",
         frames(first).unwrap_or_default()
     ));
+    // A full first batch may have more behind it: read again at once.
+    let read = first_was_full;
     let later = futures_util::stream::unfold(
-        (state, query, false),
-        move |(state, mut query, ended)| async move {
+        (state, query, woken, read, false),
+        move |(state, mut query, mut woken, read, ended)| async move {
             if ended || state.wake.is_closed() {
                 return None;
             }
             let deadline = Instant::now() + keepalive;
-            let (chunk, ended) = match next(&state, &query, deadline).await {
+            let (chunk, read, ended) = match next(&state, &query, deadline, &mut woken, read).await
+            {
+                Ok(events) if events.is_empty() => (": keep-alive\n\n".to_owned(), false, false),
                 Ok(events) => {
                     if let Some(seq) = events.last().and_then(|e| e.seq) {
                         query.after = seq;
                     }
-                    (frames(events).unwrap_or(": keep-alive\n\n".into()), false)
+                    (frames(events).unwrap_or_default(), true, false)
                 }
-                Err(e @ Error::CursorExpired { .. }) => (error_frame(&e), true),
+                Err(e @ Error::CursorExpired { .. }) => (error_frame(&e), false, true),
                 Err(e) => {
                     // The database is away: the reader stays connected and we retry.
                     log::warn!("event stream: cannot read the feed ({e}); retrying in 1s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    (": retrying\n\n".to_owned(), false)
+                    (": retrying\n\n".to_owned(), true, false)
                 }
             };
-            Some((Ok(Bytes::from(chunk)), (state, query, ended)))
+            Some((Ok(Bytes::from(chunk)), (state, query, woken, read, ended)))
         },
     );
     futures_util::StreamExt::chain(futures_util::stream::once(async { Ok(opening) }), later)

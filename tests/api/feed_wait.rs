@@ -134,7 +134,10 @@ impl Stream {
             let left = deadline.saturating_duration_since(Instant::now());
             let chunk = actix_rt::time::timeout(left, self.body.next())
                 .await
-                .unwrap_or_else(|_| panic!("no {needle:?} within 10 s; got {:?}", self.text))
+                .unwrap_or_else(|_| {
+                    let tail = self.text.len().saturating_sub(400);
+                    panic!("no {needle:?} within 10 s; got …{:?}", &self.text[tail..])
+                })
                 .expect("the stream stays open")
                 .expect("a chunk");
             self.text.push_str(&String::from_utf8_lossy(&chunk));
@@ -275,4 +278,30 @@ async fn a_cursor_behind_event_retention_is_gone() {
         .expect(200);
     assert_eq!(items(&page)[0]["snapshot_id"], json!(id(&fresh)));
     assert_eq!(items(&page)[0]["seq"], json!(old + 1));
+}
+
+/// More events than one batch (500) waiting when the stream opens: it sends
+/// them all at once, not only at the next wake-up.
+#[actix_rt::test]
+async fn a_stream_opened_far_behind_catches_up_without_waiting() {
+    let app = TestApp::spawn().await;
+    let project = app.project("web").await;
+    let (url, project_id) = (app.config.database_url.clone(), id(&project));
+    actix_web::rt::task::spawn_blocking(move || {
+        let pool = snapreg::db::connect(&url, 1).expect("database");
+        let actor = snapreg::registry::Actor(Some("test".to_owned()));
+        let change = snapreg::registry::Change::new(&actor);
+        let events: Vec<_> = (0..1200)
+            .map(|_| change.current_event(&project_id, None, None, "test"))
+            .collect();
+        let mut conn = pool.get().expect("connection");
+        snapreg::registry::events::record(&mut conn, &events).expect("recorded");
+    })
+    .await
+    .expect("seeded");
+    let last = last_seq(&app).await;
+    assert!(last >= 1200);
+    let mut stream = Stream::open(&app.base, "after=0", None).await;
+    stream.until(&format!("id: {last}\n")).await;
+    assert_eq!(stream.events().len() as i64, last);
 }
