@@ -42,6 +42,8 @@ done
 auth=(-H "Authorization: Bearer $token" -H "Content-Type: application/json")
 curl -sf "${auth[@]}" -d '{"slug":"web","name":"Web"}' "http://127.0.0.1:$port/v1/projects" >/dev/null
 curl -sf "${auth[@]}" -d '{"slug":"debian","name":"Debian"}' "http://127.0.0.1:$port/v1/projects/web/plans" >/dev/null
-echo "backend: ${postgres:+PostgreSQL}${postgres:-SQLite}, $streams streams, $idle s idle"
+backend=SQLite
+[ -z "$postgres" ] || backend="PostgreSQL, two replicas"
+echo "backend: $backend, $streams streams, $idle s idle"
 python3 benches/idle_streams.py --url "http://127.0.0.1:$port" --token "$token" --pid "$server" \
   --streams "$streams" --idle "$idle" "${change_at[@]}"
