@@ -9,7 +9,7 @@ use super::page::{Page, PageRequest};
 use super::snapshots::{self, SnapshotFilter, SnapshotView};
 use super::{events, feed, lookup, plans, pointer, projects};
 use crate::db::rows::{EventRow, PlanRow, PointerMoveRow, ProjectRow, SnapshotRow};
-use crate::db::schema::{feed_position, snapshots as snapshot_rows};
+use crate::db::schema::snapshots as snapshot_rows;
 use crate::db::{read_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::status::Status;
@@ -61,9 +61,7 @@ fn first(limit: i64) -> Result<PageRequest> {
 /// The last seq given, once every committed event has one.
 fn position(conn: &mut DbConn) -> Result<i64> {
     feed::number_committed(conn)?;
-    Ok(feed_position::table
-        .select(feed_position::last_seq)
-        .first(conn)?)
+    feed::last_given(conn)
 }
 
 fn visible(scope: &Scope, project: &ProjectRow, reference: &str) -> Result<()> {

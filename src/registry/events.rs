@@ -4,7 +4,7 @@
 use super::page::{keyset, Page, PageRequest};
 use super::{new_id, Change};
 use crate::db::rows::{EventRow, ImageRow, SnapshotRow};
-use crate::db::schema::{events, feed_position};
+use crate::db::schema::events;
 use crate::db::DbConn;
 use crate::error::Result;
 use crate::metrics::METRICS;
@@ -128,14 +128,7 @@ pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
     }
     crate::wake::recorded();
     let mut next = match conn {
-        DbConn::Sqlite(c) => {
-            let count = events.len() as i64;
-            let last: i64 = diesel::update(feed_position::table)
-                .set(feed_position::last_seq.eq(feed_position::last_seq + count))
-                .returning(feed_position::last_seq)
-                .get_result(c)?;
-            Some(last - count + 1)
-        }
+        DbConn::Sqlite(_) => Some(super::feed::last_given(conn)? + 1),
         DbConn::Pg(c) => {
             diesel::sql_query(format!("NOTIFY {}", crate::db::listen::CHANNEL)).execute(c)?;
             None

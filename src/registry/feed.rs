@@ -61,23 +61,52 @@ pub fn number_committed(conn: &mut DbConn) -> Result<()> {
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
             .bind::<BigInt, _>(NUMBERING_LOCK)
             .execute(conn)?;
-        // Numbers continue from feed_position (not MAX(seq): deletions
-        // could lower that), which moves on in the same statement.
+        // Numbers continue after the highest ever given (`last`).
         diesel::sql_query(
-            "WITH numbered AS ( \
-                 SELECT id, ROW_NUMBER() OVER (ORDER BY at, id) AS n \
-                 FROM events WHERE seq IS NULL), \
-             given AS ( \
-                 UPDATE events SET seq = position.last_seq + numbered.n \
-                 FROM numbered, feed_position AS position \
-                 WHERE events.id = numbered.id AND position.id = 1 \
-                 RETURNING events.seq) \
-             UPDATE feed_position SET last_seq = (SELECT MAX(seq) FROM given) \
-             WHERE id = 1 AND EXISTS (SELECT 1 FROM given)",
+            "UPDATE events SET seq = base.last + numbered.n \
+             FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY at, id) AS n \
+                   FROM events WHERE seq IS NULL) AS numbered, \
+                  (SELECT GREATEST(COALESCE(MAX(seq), 0), \
+                                   (SELECT last_seq FROM feed_position WHERE id = 1)) AS last \
+                   FROM events) AS base \
+             WHERE events.id = numbered.id",
         )
         .execute(conn)?;
         Ok(())
     })
+}
+
+/// The highest seq ever given is `MAX(seq)`, or, once events were deleted
+/// (a project's, or by retention), `feed_position.last_seq`, which a
+/// deletion raises to `MAX(seq)` first, in its transaction. Writers then
+/// only read it, so numbering costs them no extra row write. On PostgreSQL
+/// this takes the numbering lock, so that no round numbers meanwhile.
+pub fn before_deleting_events(conn: &mut DbConn) -> Result<()> {
+    if let DbConn::Pg(_) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<BigInt, _>(NUMBERING_LOCK)
+            .execute(conn)?;
+    }
+    let newest: Option<i64> = events::table
+        .select(diesel::dsl::max(events::seq))
+        .first(conn)?;
+    if let Some(newest) = newest {
+        diesel::update(feed_position::table.filter(feed_position::last_seq.lt(newest)))
+            .set(feed_position::last_seq.eq(newest))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The highest seq given so far (see `before_deleting_events`).
+pub fn last_given(conn: &mut DbConn) -> Result<i64> {
+    let newest: Option<i64> = events::table
+        .select(diesel::dsl::max(events::seq))
+        .first(conn)?;
+    let kept: i64 = feed_position::table
+        .select(feed_position::last_seq)
+        .first(conn)?;
+    Ok(newest.unwrap_or(0).max(kept))
 }
 
 /// The events after `query.after`, oldest first; `CursorExpired` when
@@ -120,6 +149,7 @@ pub fn expire(conn: &mut DbConn, age: Duration) -> Result<usize> {
         - chrono::Duration::from_std(age).map_err(|e| Error::Internal(e.to_string()))?;
     number_committed(conn)?;
     write_tx(conn, |conn| {
+        before_deleting_events(conn)?;
         let old = events::table
             .filter(events::at.lt(cutoff))
             .filter(events::seq.is_not_null());

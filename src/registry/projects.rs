@@ -122,6 +122,8 @@ pub fn update_project(
 pub fn delete_project(conn: &mut DbConn, reference: &str) -> Result<()> {
     write_tx(conn, |conn| {
         let project = lookup::project(conn, reference)?;
+        // Its events go too: their seqs must never be handed out again.
+        super::feed::before_deleting_events(conn)?;
         if let DbConn::Pg(c) = conn {
             // Snapshots before the project, the lock order every writer keeps.
             snapshots::table
