@@ -27,7 +27,9 @@ pub async fn feed(
     let query = scoped(&state, asked, principal).await?;
     let mut woken = state.wake.subscribe();
     let deadline = Instant::now() + wait;
-    let events = feed_wait::next(&state, &query, deadline, &mut woken, true).await?;
+    let events = feed_wait::next(&state, &query, deadline, &mut woken, true)
+        .await?
+        .events;
     let next = events.last().and_then(|e| e.seq).unwrap_or(after);
     let items: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next": next })))

@@ -7,7 +7,7 @@ use super::views::EventJson;
 use super::AppState;
 use crate::db::rows::EventRow;
 use crate::error::{Error, Result};
-use crate::registry::feed::{self, FeedQuery};
+use crate::registry::feed::{self, Batch, FeedQuery};
 use actix_web::web::{self, Bytes};
 use futures_util::Stream;
 use std::time::Duration;
@@ -25,21 +25,32 @@ pub async fn next(
     deadline: Instant,
     woken: &mut watch::Receiver<u64>,
     mut read: bool,
-) -> Result<Vec<EventRow>> {
+) -> Result<Batch> {
+    let mut through = query.after;
     loop {
         if read {
             // Marked seen before the read: a commit during it wakes us again.
             woken.borrow_and_update();
-            let asked = query.clone();
-            let events = state.run(move |conn| feed::read(conn, &asked)).await?;
-            if !events.is_empty() || state.wake.is_closed() {
-                return Ok(events);
+            let mut asked = query.clone();
+            asked.after = through;
+            let batch = state
+                .run(move |conn| feed::read_batch(conn, &asked))
+                .await?;
+            through = batch.through;
+            // Writes elsewhere may keep waking us: the deadline still holds.
+            if !batch.events.is_empty() || state.wake.is_closed() || Instant::now() >= deadline {
+                return Ok(batch);
             }
         }
         match tokio::time::timeout_at(deadline, woken.changed()).await {
             Ok(Ok(())) => read = true,
             // The deadline passed, or the service is going away.
-            _ => return Ok(Vec::new()),
+            _ => {
+                return Ok(Batch {
+                    events: Vec::new(),
+                    through,
+                })
+            }
         }
     }
 }
@@ -72,14 +83,22 @@ pub fn stream(
                 return None;
             }
             let deadline = Instant::now() + keepalive;
+            let sent = query.after;
             let (chunk, read, ended) = match next(&state, &query, deadline, &mut woken, read).await
             {
-                Ok(events) if events.is_empty() => (": keep-alive\n\n".to_owned(), false, false),
-                Ok(events) => {
-                    if let Some(seq) = events.last().and_then(|e| e.seq) {
-                        query.after = seq;
-                    }
-                    (frames(events).unwrap_or_default(), true, false)
+                Ok(batch) if batch.events.is_empty() => {
+                    query.after = batch.through;
+                    // Past events this reader does not match: the id moves
+                    // its Last-Event-ID on, without an event.
+                    let chunk = match batch.through > sent {
+                        true => format!(": keep-alive\nid: {}\n\n", batch.through),
+                        false => ": keep-alive\n\n".to_owned(),
+                    };
+                    (chunk, false, false)
+                }
+                Ok(batch) => {
+                    query.after = batch.through;
+                    (frames(batch.events).unwrap_or_default(), true, false)
                 }
                 Err(e @ Error::CursorExpired { .. }) => (error_frame(&e), false, true),
                 Err(e) => {

@@ -23,11 +23,16 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// How often waiters re-read while the listening connection is down.
 const FALLBACK: Duration = Duration::from_secs(1);
 
+/// How often the listening connection is asked a question: a connection a
+/// NAT or proxy dropped silently reports nothing until written to.
+const PING: Duration = Duration::from_secs(30);
+
 pub struct Listener {
     url: String,
     wake: Arc<Wake>,
     conn: Option<PgConnection>,
     last_fallback: Instant,
+    last_ping: Instant,
 }
 
 impl Listener {
@@ -41,6 +46,7 @@ impl Listener {
             wake,
             conn,
             last_fallback: Instant::now(),
+            last_ping: Instant::now(),
         }
     }
 
@@ -68,12 +74,20 @@ impl Listener {
             return;
         };
         let (mut woke, mut lost) = (false, None);
-        for notification in conn.notifications_iter() {
-            match notification {
-                Ok(_) => woke = true,
-                Err(e) => {
-                    lost = Some(e);
-                    break;
+        if self.last_ping.elapsed() >= PING {
+            self.last_ping = Instant::now();
+            if let Err(e) = diesel::sql_query("SELECT 1").execute(conn) {
+                lost = Some(e);
+            }
+        }
+        if lost.is_none() {
+            for notification in conn.notifications_iter() {
+                match notification {
+                    Ok(_) => woke = true,
+                    Err(e) => {
+                        lost = Some(e);
+                        break;
+                    }
                 }
             }
         }

@@ -109,10 +109,26 @@ pub fn last_given(conn: &mut DbConn) -> Result<i64> {
     Ok(newest.unwrap_or(0).max(kept))
 }
 
+/// What one read of the feed found.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The matching events after `after`, oldest first.
+    pub events: Vec<EventRow>,
+    /// The highest seq the read looked at: every event up to it that
+    /// matched is in `events` (or came before). A filtered reader resumes
+    /// from here, so it neither re-scans nor falls behind retention.
+    pub through: i64,
+}
+
 /// The events after `query.after`, oldest first; `CursorExpired` when
 /// retention removed events the reader has not seen. (`after=0` reads from
 /// the oldest kept event: a new reader has nothing to miss.)
 pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Vec<EventRow>> {
+    Ok(read_batch(conn, query)?.events)
+}
+
+/// `read`, with how far it looked.
+pub fn read_batch(conn: &mut DbConn, query: &FeedQuery) -> Result<Batch> {
     number_committed(conn)?;
     read_tx(conn, |conn| {
         if query.after > 0 {
@@ -138,7 +154,16 @@ pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Vec<EventRow>> {
         if !query.kinds.is_empty() {
             select = select.filter(events::kind.eq_any(query.kinds.clone()));
         }
-        Ok(select.load(conn)?)
+        let events: Vec<EventRow> = select.load(conn)?;
+        let through = match events.last().and_then(|e| e.seq) {
+            Some(last) if events.len() as i64 >= query.limit => last,
+            _ => events::table
+                .select(diesel::dsl::max(events::seq))
+                .first::<Option<i64>>(conn)?
+                .unwrap_or(0)
+                .max(query.after),
+        };
+        Ok(Batch { events, through })
     })
 }
 
@@ -148,18 +173,34 @@ pub fn expire(conn: &mut DbConn, age: Duration) -> Result<usize> {
     let cutoff = super::now()
         - chrono::Duration::from_std(age).map_err(|e| Error::Internal(e.to_string()))?;
     number_committed(conn)?;
-    write_tx(conn, |conn| {
-        before_deleting_events(conn)?;
-        let old = events::table
-            .filter(events::at.lt(cutoff))
-            .filter(events::seq.is_not_null());
-        let highest: Option<i64> = old.select(diesel::dsl::max(events::seq)).first(conn)?;
-        let Some(highest) = highest else {
-            return Ok(0);
-        };
-        diesel::update(feed_position::table.filter(feed_position::expired_through.lt(highest)))
-            .set(feed_position::expired_through.eq(highest))
-            .execute(conn)?;
-        Ok(diesel::delete(old).execute(conn)?)
-    })
+    let mut removed = 0;
+    // In batches: the first round after turning retention on may find
+    // millions, and each batch holds the numbering lock (and on SQLite the
+    // write lock) only briefly.
+    loop {
+        let batch = write_tx(conn, |conn| {
+            before_deleting_events(conn)?;
+            let seqs: Vec<i64> = events::table
+                .filter(events::at.lt(cutoff))
+                .filter(events::seq.is_not_null())
+                .order(events::seq.asc())
+                .limit(EXPIRE_BATCH)
+                .select(events::seq.assume_not_null())
+                .load(conn)?;
+            let Some(&highest) = seqs.last() else {
+                return Ok(0);
+            };
+            diesel::update(feed_position::table.filter(feed_position::expired_through.lt(highest)))
+                .set(feed_position::expired_through.eq(highest))
+                .execute(conn)?;
+            Ok(diesel::delete(events::table.filter(events::seq.eq_any(&seqs))).execute(conn)?)
+        })?;
+        removed += batch;
+        if batch < EXPIRE_BATCH as usize {
+            return Ok(removed);
+        }
+    }
 }
+
+/// Events one retention transaction removes at most.
+const EXPIRE_BATCH: i64 = 5000;

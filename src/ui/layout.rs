@@ -43,7 +43,8 @@ pub fn page(shell: Shell, content: Markup) -> HttpResponse {
                         a href="/ui/" { "Projects" }
                     }
                     @if shell.live.is_some() {
-                        span #live.live title="Updates as events happen" { "live" }
+                        // The script says "live" once the stream is open.
+                        span #live.live.off title="Updates as events happen" { "connecting" }
                     }
                     @if let Some(name) = shell.signed_in_as {
                         form.signout method="post" action="/ui/sign-out" {
@@ -179,11 +180,15 @@ pub fn events(events: &[EventRow], now: NaiveDateTime, plan_of: &HashMap<&str, &
     }
 }
 
-/// Status events carry statuses, pointer events snapshot ids.
+/// Status events carry statuses, pointer events snapshot ids, artifact
+/// events digests.
 fn badge_or_id(value: &str) -> Markup {
-    match value.parse::<Status>() {
-        Ok(status) => self::status(status),
-        Err(_) => html! { a href={ "/ui/snapshots/" (value) } { (short(value)) } },
+    if let Ok(status) = value.parse::<Status>() {
+        return self::status(status);
+    }
+    match crate::input::parse_id(value) {
+        Some(_) => html! { a href={ "/ui/snapshots/" (value) } { (short(value)) } },
+        None => html! { code title=(value) { (tail(value)) } },
     }
 }
 

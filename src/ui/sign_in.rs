@@ -40,11 +40,41 @@ pub async fn form() -> HttpResponse {
     page(shell(), form_page(None))
 }
 
+/// Whether a form was posted from this site: another site must not sign a
+/// browser in (as someone else) or out. Browsers send `Sec-Fetch-Site` or
+/// `Origin` with a cross-site POST; a client sending neither is not a
+/// browser on another site.
+fn same_site(req: &HttpRequest) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
+    }
+    match header("origin") {
+        Some(origin) => {
+            let info = req.connection_info();
+            origin == format!("{}://{}", info.scheme(), info.host())
+        }
+        None => true,
+    }
+}
+
+fn cross_site() -> HttpResponse {
+    let mut response = page(
+        shell(),
+        form_page(Some("This form was sent from another site; sign in here.")),
+    );
+    *response.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
+    response
+}
+
 pub async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: web::Form<SignIn>,
 ) -> HttpResponse {
+    if !same_site(&req) {
+        return cross_site();
+    }
     let token = form.into_inner().token.trim().to_owned();
     match crate::api::auth::principal_for(&state, token.clone()).await {
         Ok(_) => {
@@ -76,7 +106,10 @@ pub async fn submit(
     }
 }
 
-pub async fn sign_out() -> HttpResponse {
+pub async fn sign_out(req: HttpRequest) -> HttpResponse {
+    if !same_site(&req) {
+        return cross_site();
+    }
     let gone = Cookie::build(COOKIE, "")
         .path("/ui")
         .http_only(true)

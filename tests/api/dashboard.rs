@@ -157,6 +157,45 @@ async fn a_scoped_token_sees_its_projects_only_and_names_are_escaped() {
     assert!(overview.contains("&lt;script&gt;"));
     let (status, _, _) = fetch(&app, "/ui/projects/web", &auth).await;
     assert_eq!(status, 404);
+    let other = app.snapshot("web", json!({})).await;
+    let (status, _, _) = fetch(&app, &format!("/ui/snapshots/{}", id(&other)), &auth).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = fetch(&app, "/ui/events/stream?project=web", &auth).await;
+    assert_eq!(status, 403);
+}
+
+/// Another site cannot sign a browser in (as someone else) or out.
+#[actix_rt::test]
+async fn sign_in_and_out_refuse_forms_posted_from_another_site() {
+    let app = TestApp::spawn().await;
+    for (header, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let response = client(None)
+            .post(format!("{}/ui/sign-in", app.base))
+            .insert_header((header, value))
+            .send_form(&[("token", ADMIN_TOKEN)])
+            .await
+            .expect("sign-in answers");
+        assert_eq!(response.status().as_u16(), 403, "{header}");
+        assert!(response.headers().get("set-cookie").is_none());
+        let out = client(None)
+            .post(format!("{}/ui/sign-out", app.base))
+            .insert_header((header, value))
+            .send()
+            .await
+            .expect("sign-out answers");
+        assert_eq!(out.status().as_u16(), 403, "{header}");
+    }
+    let same = client(None)
+        .post(format!("{}/ui/sign-in", app.base))
+        .insert_header(("sec-fetch-site", "same-origin"))
+        .insert_header(("origin", app.base.as_str()))
+        .send_form(&[("token", ADMIN_TOKEN)])
+        .await
+        .expect("sign-in answers");
+    assert_eq!(same.status().as_u16(), 303);
 }
 
 #[actix_rt::test]

@@ -187,11 +187,23 @@ async fn the_stream_sends_events_as_they_commit_and_resumes_from_last_event_id()
             (Some(*seq), Some(kind.as_str()))
         );
     }
-    // An idle stream sends comments.
+    // An idle stream sends comments; events of other projects move its
+    // Last-Event-ID on (an id without an event), so that a reconnect does
+    // not scan them again, nor fall behind retention.
     stream.until("\n: keep-alive\n").await;
+    app.project_with_plans("api", &["debian"]).await;
+    app.snapshot("api", json!({})).await;
+    let elsewhere = last_seq(&app).await;
+    stream
+        .until(&format!(": keep-alive\nid: {elsewhere}\n\n"))
+        .await;
+    assert!(
+        !stream.text.contains("\"api\""),
+        "no event of another project"
+    );
     // A reconnecting EventSource sends the last id it saw: only what came after.
     let (last, middle) = (seqs[seqs.len() - 1], seqs[seqs.len() / 2]);
-    let mut resumed = Stream::open(&app.base, "after=0", Some(middle)).await;
+    let mut resumed = Stream::open(&app.base, "after=0&project=web", Some(middle)).await;
     resumed.until(&format!("id: {last}\n")).await;
     let resumed_seqs: Vec<i64> = resumed.events().iter().map(|e| e.0).collect();
     assert_eq!(resumed_seqs, seqs[seqs.len() / 2 + 1..].to_vec());

@@ -45,6 +45,7 @@
   kinds.forEach(function (kind) { source.addEventListener(kind, changed); });
   source.onmessage = changed;
   source.onopen = function () {
+    // The server renders "connecting": "live" means the stream is open.
     if (badge) { badge.textContent = "live"; badge.className = "live"; }
   };
   source.onerror = function () {
