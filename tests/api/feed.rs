@@ -46,18 +46,12 @@ async fn the_feed_resumes_after_a_seq_and_filters() {
         (json!([]), json!(last))
     );
     // Pages of 2 walk the whole feed.
-    let (mut after, mut walked) = (0, Vec::new());
-    loop {
-        let page = app
-            .get(&format!("/v1/events?after={after}&limit=2"))
-            .await
-            .expect(200);
-        if items(&page).is_empty() {
-            break;
-        }
-        walked.extend(seqs(&page));
-        after = page["next"].as_i64().unwrap_or(i64::MAX);
-    }
+    let walked: Vec<i64> = app
+        .feed_from(0, 2)
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_i64())
+        .collect();
     assert_eq!(walked, numbers);
     // Filters: project (slug or id) and repeated kinds.
     let of_web = app

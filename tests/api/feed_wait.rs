@@ -10,18 +10,8 @@ use std::time::{Duration, Instant};
 
 /// The last seq of the feed.
 async fn last_seq(app: &TestApp) -> i64 {
-    let page = app.get("/v1/events?after=0&limit=500").await.expect(200);
-    let mut next = page["next"].as_i64().unwrap_or(0);
-    loop {
-        let more = app
-            .get(&format!("/v1/events?after={next}&limit=500"))
-            .await
-            .expect(200);
-        match more["next"].as_i64() {
-            Some(n) if n > next => next = n,
-            _ => return next,
-        }
-    }
+    let all = app.feed_from(0, 500).await;
+    all.last().and_then(|e| e["seq"].as_i64()).unwrap_or(0)
 }
 
 /// `GET base/v1/events?…` as the admin: the JSON and how long it took.
@@ -227,18 +217,7 @@ async fn a_consumer_resumes_from_its_last_seq_across_a_service_restart() {
     app.snapshot("web", json!({})).await;
     app.restart().await;
     app.active_snapshot("web").await;
-    let (mut after, mut seen) = (seen_before, Vec::new());
-    loop {
-        let page = app
-            .get(&format!("/v1/events?after={after}&limit=3"))
-            .await
-            .expect(200);
-        if items(&page).is_empty() {
-            break;
-        }
-        seen.extend(items(&page).iter().map(id));
-        after = page["next"].as_i64().unwrap_or(i64::MAX);
-    }
+    let seen: Vec<String> = app.feed_from(seen_before, 3).await.iter().map(id).collect();
     let all = app.get("/v1/events?after=0&limit=500").await.expect(200);
     let expected: Vec<String> = items(&all)
         .iter()

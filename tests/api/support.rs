@@ -141,6 +141,23 @@ impl TestApp {
         self.server = server;
     }
 
+    /// Every event of the feed after `after`, walked in pages of `limit`
+    /// from each answer's `next`, as a consumer does.
+    pub async fn feed_from(&self, mut after: i64, limit: i64) -> Vec<Value> {
+        let mut walked = Vec::new();
+        loop {
+            let page = self
+                .get(&format!("/v1/events?after={after}&limit={limit}"))
+                .await
+                .expect(200);
+            if items(&page).is_empty() {
+                return walked;
+            }
+            walked.extend(items(&page));
+            after = page["next"].as_i64().unwrap_or(i64::MAX);
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.config.database_url, DatabaseUrl::Postgres(_))
     }
