@@ -33,9 +33,7 @@ pub async fn next(
             woken.borrow_and_update();
             let mut asked = query.clone();
             asked.after = through;
-            let batch = state
-                .run(move |conn| feed::read_batch(conn, &asked))
-                .await?;
+            let batch = state.run(move |conn| feed::read(conn, &asked)).await?;
             through = batch.through;
             // Writes elsewhere may keep waking us: the deadline still holds.
             if !batch.events.is_empty() || state.wake.is_closed() || Instant::now() >= deadline {
@@ -62,17 +60,15 @@ pub async fn next(
 pub fn stream(
     state: web::Data<AppState>,
     mut query: FeedQuery,
-    first: Vec<EventRow>,
+    first: Batch,
     woken: watch::Receiver<u64>,
     keepalive: Duration,
 ) -> impl Stream<Item = Result<Bytes>> {
-    let first_was_full = first.len() as i64 >= query.limit;
-    if let Some(seq) = first.last().and_then(|e| e.seq) {
-        query.after = seq;
-    }
+    let first_was_full = first.events.len() as i64 >= query.limit;
+    query.after = first.through;
     let opening = Bytes::from(format!(
         "retry: 1000\n{}",
-        frames(first).unwrap_or_default()
+        frames(first.events).unwrap_or_default()
     ));
     // A full first batch may have more behind it: read again at once.
     let read = first_was_full;

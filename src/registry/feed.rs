@@ -6,11 +6,12 @@
 //! reader already passed. Instead, events are inserted unnumbered and a
 //! reader first numbers every committed event still without a seq, in one
 //! statement under a transaction-level advisory lock: numbering rounds take
-//! turns, each continues after the last (`feed_position`), and an event that commits later is
-//! numbered in a later round. A reader that has seen N can therefore never
-//! be handed a new event with seq <= N. Writers pay nothing; a read pays one
-//! UPDATE when events are waiting (an index holds the unnumbered ones).
-//! On SQLite writers take turns, so `events::record` numbers at insert.
+//! turns, each continues after the last seq given (`last_given`), and an
+//! event that commits later is numbered in a later round. A reader that has
+//! seen N can therefore never be handed a new event with seq <= N. Writers
+//! pay only a `NOTIFY`; a read pays one UPDATE when events are waiting (an
+//! index holds the unnumbered ones). On SQLite writers take turns, so
+//! `events::record` numbers at insert.
 
 use crate::db::rows::EventRow;
 use crate::db::schema::{events, feed_position};
@@ -120,15 +121,11 @@ pub struct Batch {
     pub through: i64,
 }
 
-/// The events after `query.after`, oldest first; `CursorExpired` when
-/// retention removed events the reader has not seen. (`after=0` reads from
-/// the oldest kept event: a new reader has nothing to miss.)
-pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Vec<EventRow>> {
-    Ok(read_batch(conn, query)?.events)
-}
-
-/// `read`, with how far it looked.
-pub fn read_batch(conn: &mut DbConn, query: &FeedQuery) -> Result<Batch> {
+/// The events after `query.after`, oldest first, and how far the read
+/// looked; `CursorExpired` when retention removed events the reader has
+/// not seen. (`after=0` reads from the oldest kept event: a new reader has
+/// nothing to miss.)
+pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Batch> {
     number_committed(conn)?;
     read_tx(conn, |conn| {
         if query.after > 0 {

@@ -189,7 +189,7 @@ async fn an_event_committed_late_comes_after_what_a_reader_saw() {
                 projects: Some(vec![project_id.clone()]),
                 ..FeedQuery::default()
             };
-            read(conn, &query).expect("the feed")
+            read(conn, &query).expect("the feed").events
         };
         let mut reader = pool.get().expect("connection");
         let start = after_all(&mut reader, 0)
