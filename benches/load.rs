@@ -242,6 +242,7 @@ fn seed(pool: &DbPool) -> Result<Seed, Failure> {
                                     status: PlanStatus::Active,
                                     snapshot_plan: None,
                                     snapshot_allowed: true,
+                                    arch: "amd64".to_owned(),
                                 },
                             )?;
                         }

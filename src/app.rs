@@ -39,6 +39,8 @@ pub enum StartError {
     },
     #[error("cannot create the first admin token: {0}")]
     Bootstrap(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -254,6 +256,10 @@ impl Application {
             bind: config.bind.clone(),
             source,
         };
+        let tls = match &config.tls {
+            Some(files) => Some(crate::tls::server_config(files).map_err(StartError::Tls)?),
+            None => None,
+        };
         let listener = TcpListener::bind(&config.bind).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
         let state = web::Data::new(AppState {
@@ -273,6 +279,7 @@ impl Application {
             download_redirect: config.download_redirect,
             wake: Default::default(),
             stream_keepalive: config.stream_keepalive,
+            lxc_expiry: config.lxc_expiry,
         });
         if config.admin_token.is_none() {
             bootstrap_admin(&state, &config.data_dir)?;
@@ -319,14 +326,21 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(errors::query_error))
                 .wrap(middleware::from_fn(auth::authenticate))
                 .wrap(middleware::from_fn(observe::observe))
+                // The LXC tooling writes `//` into paths (API.md).
+                .wrap(middleware::NormalizePath::new(
+                    middleware::TrailingSlash::MergeOnly,
+                ))
                 .configure(api::routes)
                 .configure(crate::ui::routes)
                 .default_service(web::to(errors::route_not_found))
         })
         // Signals are ours (`run_until_signalled`): actix would stop at once on SIGINT.
         .disable_signals()
-        .shutdown_timeout(config.shutdown_timeout.as_secs())
-        .listen(listener)
+        .shutdown_timeout(config.shutdown_timeout.as_secs());
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls),
+            None => server.listen(listener),
+        }
         .map_err(bind_error)?
         .run();
         Ok(Application {

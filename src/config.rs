@@ -121,6 +121,26 @@ pub struct ServeArgs {
     /// answered 410 cursor_expired [default: keep every event].
     #[arg(long, env = "SNAPREG_EVENT_RETENTION", value_parser = duration)]
     pub event_retention: Option<Duration>,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "SNAPREG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SNAPREG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The `expiry` written into LXC image metadata: how long an LXC host
+    /// uses its cached image before it reads the index again.
+    #[arg(long, env = "SNAPREG_LXC_EXPIRY", default_value = "60s", value_parser = duration)]
+    pub lxc_expiry: Duration,
+}
+
+/// PEM files for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +170,9 @@ pub struct Config {
     pub event_retention: Option<Duration>,
     /// An event stream sends a comment after this long without an event.
     pub stream_keepalive: Duration,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    pub lxc_expiry: Duration,
 }
 
 impl Config {
@@ -176,6 +199,8 @@ impl Config {
             download_redirect: None,
             event_retention: None,
             stream_keepalive: STREAM_KEEPALIVE,
+            tls: None,
+            lxc_expiry: Duration::from_secs(60),
         }
     }
 }
@@ -237,6 +262,11 @@ impl From<ServeArgs> for Config {
             download_redirect: Some(args.download_redirect).filter(|d| !d.is_zero()),
             event_retention: args.event_retention.filter(|d| !d.is_zero()),
             stream_keepalive: STREAM_KEEPALIVE,
+            tls: args
+                .tls_cert
+                .zip(args.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
+            lxc_expiry: args.lxc_expiry,
         }
     }
 }

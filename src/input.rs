@@ -50,6 +50,36 @@ impl<'de> Deserialize<'de> for Slug {
     }
 }
 
+/// An architecture as LXC and Debian name it (`amd64`, `arm64`, `i386`,
+/// `ppc64el`…): `^[a-z0-9][a-z0-9_]{0,31}$`. It is written into the LXC
+/// index, whose fields are separated by `;`, so the set is kept narrow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arch(String);
+
+impl Arch {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Arch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let mut chars = s.chars();
+        let ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && s.len() <= 32;
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "invalid arch {s:?}: must match ^[a-z0-9][a-z0-9_]{{0,31}} (amd64, arm64, i386…)"
+            )));
+        }
+        Ok(Arch(s))
+    }
+}
+
 /// A reference to a project or plan: its id or its slug.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Ref {

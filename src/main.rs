@@ -107,8 +107,13 @@ fn serve(config: Config) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;
         log::info!(
-            "snapreg listening on port {} ({})",
+            "snapreg listening on port {} ({}, {})",
             app.port(),
+            if config.tls.is_some() {
+                "HTTPS"
+            } else {
+                "HTTP"
+            },
             describe(&config.database_url)
         );
         app.run_until_signalled()

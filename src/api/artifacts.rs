@@ -77,6 +77,7 @@ pub async fn put(
                 artifacts::attach(conn, &actor, &image, &from, &expected, readable.as_ref())
             })
             .await?;
+        super::lxc::fingerprint_later(state, image.id.clone());
         return Ok(created(&image.id, ArtifactJson::of(&image)));
     }
     // Refused before a byte is read: no use streaming gigabytes into a 404 or 409.
@@ -97,6 +98,7 @@ pub async fn put(
     let image = state
         .run(move |conn| artifacts.put(conn, &actor, &image.id, staged, expected, media_type))
         .await?;
+    super::lxc::fingerprint_later(state, image.id.clone());
     Ok(created(&image.id, ArtifactJson::of(&image)))
 }
 
@@ -164,7 +166,11 @@ pub async fn download(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let image = path.into_inner();
+    serve(&state, &req, path.into_inner()).await
+}
+
+/// An image's artifact as a download answer (also the LXC hosts' `rootfs.tar.xz`).
+pub async fn serve(state: &AppState, req: &HttpRequest, image: String) -> Result<HttpResponse> {
     let (image, blob) = state
         .run(move |conn| {
             let image = lookup::image(conn, &image)?;
@@ -187,12 +193,12 @@ pub async fn download(
     };
     let size = u64::try_from(size).map_err(|_| Error::Internal("negative artifact size".into()))?;
     let tag = etag(&digest);
-    if matches_if_none_match(&req, &tag) {
+    if matches_if_none_match(req, &tag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, tag))
             .finish());
     }
-    let range = match requested_range(&req, size, &tag) {
+    let range = match requested_range(req, size, &tag) {
         Ok(range) => range,
         Err(e) => {
             let mut response = e.error_response();

@@ -14,6 +14,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use base64::Engine as _;
 use chrono::NaiveDateTime;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -79,12 +80,23 @@ impl TokenCache {
     }
 }
 
+/// The token a request presents: a bearer token, or the password of HTTP
+/// Basic authentication (for tools that cannot send a bearer header, such
+/// as the LXC tooling with `https://any:TOKEN@host/…`; the user is ignored).
 fn bearer(req: &ServiceRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    let (scheme, credentials) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.trim().to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .ok()?;
+    let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(password.to_owned())
 }
 
 fn is_read(method: &Method) -> bool {

@@ -120,7 +120,10 @@ impl ResponseError for Error {
         let status = self.status_code();
         let mut response = HttpResponse::build(status);
         if let Error::Unauthorized(_) = self {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"snapreg\""));
+            // Basic too: wget (the LXC tooling) sends the credentials of a
+            // `user:TOKEN@host` URL only after a Basic challenge.
+            response.append_header((header::WWW_AUTHENTICATE, "Bearer realm=\"snapreg\""));
+            response.append_header((header::WWW_AUTHENTICATE, "Basic realm=\"snapreg\""));
         }
         if let Error::PreconditionFailed { seq, .. } = self {
             // The version to retry the compare-and-swap with.

@@ -13,6 +13,7 @@ pub mod health;
 pub mod images;
 pub mod keep;
 pub mod leases;
+pub mod lxc;
 pub mod observe;
 pub mod plans;
 pub mod projects;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub wake: Arc<crate::wake::Wake>,
     /// An event stream sends a comment after this long without an event.
     pub stream_keepalive: Duration,
+    /// The `expiry` LXC image metadata gives hosts (from now).
+    pub lxc_expiry: Duration,
 }
 
 impl AppState {
@@ -329,6 +332,30 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::DELETE,
             R(Builder),
             uploads::abandon,
+        ),
+        endpoint(
+            "/lxc/{project}/meta/1.0/{index}",
+            M::GET,
+            R(Reader),
+            lxc::index,
+        ),
+        endpoint(
+            "/lxc/{project}/images/{snapshot}/{plan}/{file}",
+            M::GET,
+            R(Reader),
+            lxc::file,
+        ),
+        endpoint(
+            "/lxc/{project}/streams/v1/index.json",
+            M::GET,
+            R(Reader),
+            lxc::streams_index,
+        ),
+        endpoint(
+            "/lxc/{project}/streams/v1/images.json",
+            M::GET,
+            R(Reader),
+            lxc::streams_images,
         ),
     ]
 }

@@ -6,7 +6,7 @@ use super::views::{ImageJson, PageJson, PlanJson};
 use super::{created, AppState, PageQuery};
 use crate::db::rows::PlanStatus;
 use crate::error::Result;
-use crate::input::{self, Name, Slug};
+use crate::input::{self, Arch, Name, Slug};
 use crate::registry::plans::{self, NewPlan, PlanChanges};
 use crate::registry::{resolve, Actor};
 use actix_web::{web, HttpResponse};
@@ -20,6 +20,7 @@ pub struct CreatePlan {
     status: Option<PlanStatus>,
     snapshot_plan: Option<String>,
     snapshot_allowed: Option<bool>,
+    arch: Option<Arch>,
 }
 
 #[derive(Deserialize)]
@@ -30,6 +31,7 @@ pub struct UpdatePlan {
     #[serde(default, deserialize_with = "input::nullable")]
     snapshot_plan: Option<Option<String>>,
     snapshot_allowed: Option<bool>,
+    arch: Option<Arch>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +53,9 @@ pub async fn create(
         status: body.status.unwrap_or(PlanStatus::Active),
         snapshot_plan: body.snapshot_plan,
         snapshot_allowed: body.snapshot_allowed.unwrap_or(true),
+        arch: body
+            .arch
+            .map_or_else(|| "amd64".to_owned(), Arch::into_inner),
     };
     let plan = state
         .run(move |conn| plans::create_plan(conn, &actor, &project, new))
@@ -96,6 +101,7 @@ pub async fn update(
         status: body.status,
         snapshot_plan: body.snapshot_plan,
         snapshot_allowed: body.snapshot_allowed,
+        arch: body.arch.map(Arch::into_inner),
     };
     let plan = state
         .run(move |conn| plans::update_plan(conn, &actor, &project, &plan, changes))

@@ -111,6 +111,7 @@ pub struct PlanJson {
     pub status: PlanStatus,
     pub snapshot_plan_id: Option<String>,
     pub snapshot_allowed: bool,
+    pub arch: String,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -125,6 +126,7 @@ impl From<PlanRow> for PlanJson {
             status: p.status,
             snapshot_plan_id: p.snapshot_plan_id,
             snapshot_allowed: p.snapshot_allowed,
+            arch: p.arch,
             created_at: timestamp(p.created_at),
             updated_at: timestamp(p.updated_at),
         }

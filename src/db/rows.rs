@@ -85,6 +85,8 @@ pub struct PlanRow {
     pub status: PlanStatus,
     pub snapshot_plan_id: Option<String>,
     pub snapshot_allowed: bool,
+    /// The architecture its images are for, as LXC and Debian name it.
+    pub arch: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }

@@ -25,6 +25,7 @@ diesel::table! {
         status -> Text,
         snapshot_plan_id -> Nullable<Text>,
         snapshot_allowed -> Bool,
+        arch -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }
@@ -168,5 +169,14 @@ diesel::table! {
         task -> Text,
         finished_at -> Timestamp,
         replica -> Text,
+    }
+}
+
+diesel::table! {
+    incus_fingerprints (digest, arch) {
+        digest -> Text,
+        arch -> Text,
+        fingerprint -> Text,
+        created_at -> Timestamp,
     }
 }

@@ -16,6 +16,7 @@ pub mod keep;
 pub mod leases;
 pub mod lifecycle;
 pub mod lookup;
+pub mod lxc;
 pub mod page;
 pub mod plans;
 pub mod pointer;

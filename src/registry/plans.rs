@@ -17,6 +17,7 @@ pub struct NewPlan {
     pub status: PlanStatus,
     pub snapshot_plan: Option<String>,
     pub snapshot_allowed: bool,
+    pub arch: String,
 }
 
 #[derive(Default)]
@@ -26,6 +27,7 @@ pub struct PlanChanges {
     /// `Some(None)` clears the link.
     pub snapshot_plan: Option<Option<String>>,
     pub snapshot_allowed: Option<bool>,
+    pub arch: Option<String>,
 }
 
 pub fn create_plan(
@@ -55,6 +57,7 @@ pub fn create_plan(
             status: new.status,
             snapshot_plan_id,
             snapshot_allowed: new.snapshot_allowed,
+            arch: new.arch.clone(),
             created_at: change.now,
             updated_at: change.now,
         };
@@ -149,6 +152,9 @@ pub fn update_plan(
         if let Some(allowed) = changes.snapshot_allowed {
             plan.snapshot_allowed = allowed;
         }
+        if let Some(arch) = &changes.arch {
+            plan.arch = arch.clone();
+        }
         plan.updated_at = Change::new(actor).now;
         diesel::update(plans::table.find(&plan.id))
             .set((
@@ -156,6 +162,7 @@ pub fn update_plan(
                 plans::status.eq(plan.status.as_str()),
                 plans::snapshot_plan_id.eq(&plan.snapshot_plan_id),
                 plans::snapshot_allowed.eq(plan.snapshot_allowed),
+                plans::arch.eq(&plan.arch),
                 plans::updated_at.eq(plan.updated_at),
             ))
             .execute(conn)?;

@@ -18,6 +18,7 @@ mod images;
 mod keep;
 mod leases;
 mod lifecycle;
+mod lxc;
 mod objects;
 mod operability;
 mod plans;

@@ -1,0 +1,2 @@
+DROP TABLE incus_fingerprints;
+ALTER TABLE plans DROP COLUMN arch;
