@@ -10,6 +10,8 @@ pub mod app;
 pub mod auth;
 pub mod background;
 pub mod blobs;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -55,6 +55,9 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    #[cfg(feature = "client")]
+    #[command(flatten)]
+    Client(snapreg::client::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -87,6 +90,8 @@ fn parse_role(text: &str) -> Result<Role, String> {
 fn main() -> ExitCode {
     snapreg::logging::init();
     let result = match Cli::parse().command {
+        #[cfg(feature = "client")]
+        Command::Client(command) => return snapreg::client::run(command),
         Command::Serve(args) => serve(args.into()),
         Command::Migrate(args) => migrate(&args),
         Command::Gc { storage, artifacts } => gc(&storage, &artifacts),
