@@ -417,3 +417,37 @@ fn wait_times_out_with_exit_code_4_and_create_is_idempotent_by_build_id() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn pushing_bytes_the_current_image_holds_attaches_them_without_sending() {
+    let server = Server::start();
+    let (snapshot, image) = server.pending_image();
+    let (file, digest) = artifact(server.dir.path(), 3 * MIB as usize, 4);
+    let path = file.display().to_string();
+    assert!(server.run(&["push", &image, &path]).status.success());
+    assert!(server.run(&["mark", &image, "active"]).status.success());
+    server.call(
+        reqwest::Method::PUT,
+        "/v1/projects/web/current",
+        Some(json!({ "snapshot_id": snapshot })),
+    );
+    let received = server.bytes("in");
+    let (_, rebuilt) = server.pending_image();
+    let out = server.run(&["push", &rebuilt, &path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("without sending"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(server.bytes("in"), received, "no byte was sent again");
+    let stored = server.call(reqwest::Method::GET, &format!("/v1/images/{rebuilt}"), None);
+    assert_eq!(stored["artifact"]["digest"], digest);
+    // --no-reuse sends them anyway.
+    let (_, third) = server.pending_image();
+    assert!(server
+        .run(&["push", &third, &path, "--no-reuse"])
+        .status
+        .success());
+    assert_eq!(server.bytes("in"), received + 3 * MIB);
+}

@@ -110,7 +110,15 @@ impl FeedParams {
                         .filter(|w| *w <= LONGEST_WAIT)
                         .ok_or_else(|| bad("wait is 0s to 60s (e.g. 30s, 30, 500ms or 1m)"))?;
                 }
-                "kind" => params.query.kinds.push(value.into_owned()),
+                "kind" if crate::registry::events::KINDS.contains(&value.as_ref()) => {
+                    params.query.kinds.push(value.into_owned())
+                }
+                "kind" => {
+                    return Err(bad(&format!(
+                        "kind {value:?} is not one of {}",
+                        crate::registry::events::KINDS.join(", ")
+                    )))
+                }
                 "project" if params.project.is_none() => params.project = Some(value.into_owned()),
                 "project" => return Err(bad("project may be given once")),
                 other => {

@@ -16,6 +16,14 @@ pub const IMAGE_STATUS: &str = "image.status";
 pub const PROJECT_CURRENT: &str = "project.current";
 pub const IMAGE_ARTIFACT: &str = "image.artifact";
 pub const SNAPSHOT_DELETED: &str = "snapshot.deleted";
+/// Every kind the feed may hold (a filter naming another is a typo: 400).
+pub const KINDS: [&str; 5] = [
+    SNAPSHOT_STATUS,
+    IMAGE_STATUS,
+    PROJECT_CURRENT,
+    IMAGE_ARTIFACT,
+    SNAPSHOT_DELETED,
+];
 
 /// Reason of a status change a client asked for directly.
 pub const REQUESTED: &str = "requested";

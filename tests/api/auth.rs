@@ -95,6 +95,14 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("POST", "/v1/tokens", "admin unscoped"),
     ("GET", "/v1/tokens", "admin unscoped"),
     ("DELETE", "/v1/tokens/{token}", "admin unscoped"),
+    ("GET", "/lxc/{project}/meta/1.0/{index}", "reader"),
+    (
+        "GET",
+        "/lxc/{project}/images/{snapshot}/{plan}/{file}",
+        "reader",
+    ),
+    ("GET", "/lxc/{project}/streams/v1/index.json", "reader"),
+    ("GET", "/lxc/{project}/streams/v1/images.json", "reader"),
 ];
 
 const ROLES: [&str; 4] = ["reader", "builder", "maintainer", "admin"];
@@ -126,6 +134,8 @@ async fn fixture(app: &TestApp) -> Vec<(&'static str, String)> {
         ("{image}", id(&image)),
         ("{upload}", id(&upload)),
         ("{token}", "no-such-token".to_owned()),
+        ("{index}", "index-system".to_owned()),
+        ("{file}", "meta.tar.xz".to_owned()),
     ]
 }
 

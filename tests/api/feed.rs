@@ -82,6 +82,8 @@ async fn the_feed_resumes_after_a_seq_and_filters() {
         "after=x",
         "other=1",
         "project=web&project=api",
+        "kind=null",
+        "kind=snapshot.status&kind=snapshot.statuses",
     ] {
         app.get(&format!("/v1/events?{bad}"))
             .await
