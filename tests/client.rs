@@ -451,3 +451,72 @@ fn pushing_bytes_the_current_image_holds_attaches_them_without_sending() {
         .success());
     assert_eq!(server.bytes("in"), received + 3 * MIB);
 }
+
+#[test]
+fn a_push_whose_file_changed_since_it_was_interrupted_starts_over() {
+    let server = Server::start();
+    let (_, image) = server.pending_image();
+    let size = 8 * MIB;
+    let (file, _) = artifact(server.dir.path(), size as usize, 5);
+    let path = file.display().to_string();
+    let mut push = server
+        .client(&[
+            "push",
+            &image,
+            &path,
+            "--chunk-size",
+            "1MiB",
+            "--limit-rate",
+            "4MiB",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("push starts");
+    wait_until("2 chunks", || {
+        pushed_so_far(&server, &file).unwrap_or(0) >= 2 * MIB
+    });
+    push.kill().expect("kill the client");
+    push.wait().expect("reaped");
+    // Rebuilt: other bytes, the same size, and (as a fast build may leave
+    // it) the same modification time.
+    let modified = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let (_, digest) = artifact(server.dir.path(), size as usize, 5 + 100);
+    std::fs::rename(server.dir.path().join("rootfs-105.tar.xz"), &file).expect("replaced");
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_modified(modified))
+        .expect("mtime restored");
+    let out = server.run(&["push", &image, &path, "--chunk-size", "1MiB"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("starting over"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).trim(), digest);
+}
+
+#[test]
+fn build_lease_returns_when_the_command_does_even_if_a_child_keeps_its_output_open() {
+    let server = Server::start();
+    let (_, image) = server.pending_image();
+    let started = Instant::now();
+    let out = server.run(&[
+        "build-lease",
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "sleep 60 & echo built",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("built"));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "build-lease waited for the background sleep: {:?}",
+        started.elapsed()
+    );
+}

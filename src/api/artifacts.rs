@@ -77,7 +77,7 @@ pub async fn put(
                 artifacts::attach(conn, &actor, &image, &from, &expected, readable.as_ref())
             })
             .await?;
-        super::lxc::fingerprint_later(state, image.id.clone());
+        super::lxc::after_commit(state, image.id.clone());
         return Ok(created(&image.id, ArtifactJson::of(&image)));
     }
     // Refused before a byte is read: no use streaming gigabytes into a 404 or 409.
@@ -98,7 +98,7 @@ pub async fn put(
     let image = state
         .run(move |conn| artifacts.put(conn, &actor, &image.id, staged, expected, media_type))
         .await?;
-    super::lxc::fingerprint_later(state, image.id.clone());
+    super::lxc::after_commit(state, image.id.clone());
     Ok(created(&image.id, ArtifactJson::of(&image)))
 }
 

@@ -80,14 +80,23 @@ impl TokenCache {
     }
 }
 
+/// A token a request presents, and whether it came by HTTP Basic.
+struct Presented {
+    token: String,
+    basic: bool,
+}
+
 /// The token a request presents: a bearer token, or the password of HTTP
 /// Basic authentication (for tools that cannot send a bearer header, such
 /// as the LXC tooling with `https://any:TOKEN@host/…`; the user is ignored).
-fn bearer(req: &ServiceRequest) -> Option<String> {
+fn presented(req: &ServiceRequest) -> Option<Presented> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, credentials) = value.split_once(' ')?;
     if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(credentials.trim().to_owned());
+        return Some(Presented {
+            token: credentials.trim().to_owned(),
+            basic: false,
+        });
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -96,7 +105,41 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
         .decode(credentials.trim())
         .ok()?;
     let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-    Some(password.to_owned())
+    Some(Presented {
+        token: password.to_owned(),
+        basic: true,
+    })
+}
+
+/// The bearer (or Basic) token. A browser remembers Basic credentials and
+/// sends them with requests other sites make it send, so a Basic-authenticated
+/// change must come from this site (reads cannot be abused that way).
+fn bearer(req: &ServiceRequest) -> Result<Option<String>, Error> {
+    match presented(req) {
+        Some(p) if p.basic && !is_read(req.method()) && !same_site(req.request()) => {
+            Err(Error::Forbidden(
+                "a cross-site request may not change anything with Basic authentication".into(),
+            ))
+        }
+        other => Ok(other.map(|p| p.token)),
+    }
+}
+
+/// Whether a request was sent from this site. Browsers send
+/// `Sec-Fetch-Site` or `Origin` with a cross-site request; a client sending
+/// neither is not a browser on another site.
+pub fn same_site(req: &HttpRequest) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
+    }
+    match header("origin") {
+        Some(origin) => {
+            let info = req.connection_info();
+            origin == format!("{}://{}", info.scheme(), info.host())
+        }
+        None => true,
+    }
 }
 
 fn is_read(method: &Method) -> bool {
@@ -168,7 +211,7 @@ async fn identify(req: &ServiceRequest) -> Result<(), Error> {
     if crate::ui::is_page(req.path()) {
         // The dashboard's pages also take the sign-in cookie, and send a
         // visitor without a usable token to their form instead of a 401.
-        let token = bearer(req).or_else(|| crate::ui::cookie_token(req.request()));
+        let token = bearer(req)?.or_else(|| crate::ui::cookie_token(req.request()));
         let principal = match token {
             Some(token) => match principal_for(&state, token).await {
                 Ok(principal) => Some(principal),
@@ -182,7 +225,7 @@ async fn identify(req: &ServiceRequest) -> Result<(), Error> {
         }
         return Ok(());
     }
-    let principal = match bearer(req) {
+    let principal = match bearer(req)? {
         _ if req.path() == "/metrics" && state.metrics_open => anonymous(),
         Some(token) => principal_for(&state, token).await?,
         None if state.anonymous_read && is_read(req.method()) => anonymous(),

@@ -13,6 +13,8 @@ use crate::registry::lxc as read;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest as _, Sha256};
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
 
 /// `GET /lxc/{project}/meta/1.0/{index}`: the lxc-download index.
 pub async fn index(
@@ -81,15 +83,16 @@ pub async fn streams_index(
         .json(streams::index(&entries)))
 }
 
-/// `GET /lxc/{project}/streams/v1/images.json`: fingerprints missing for an
-/// entry (an arch changed, or a replica stopped before computing one) are
-/// computed here, once, and kept.
+/// `GET /lxc/{project}/streams/v1/images.json`. It never reads an
+/// artifact: an entry whose fingerprint is not stored yet (its commit's
+/// background computation has not finished, or was lost with a restart) is
+/// left out and its computation started; it appears once that is done.
 pub async fn streams_images(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let project = path.into_inner();
-    let (entries, mut stored) = state
+    let (entries, stored) = state
         .run(move |conn| {
             let (_, entries) = read::entries(conn, &project, None)?;
             let stored = read::fingerprints(conn, &entries)?;
@@ -99,15 +102,9 @@ pub async fn streams_images(
     let mut listed = Vec::with_capacity(entries.len());
     for entry in entries {
         let key = (entry.digest.clone(), entry.arch.clone());
-        let fingerprint = match stored.get(&key) {
-            Some(f) => f.clone(),
-            None => {
-                let Some(f) = fingerprint(&state, &key.0, &key.1).await? else {
-                    continue;
-                };
-                stored.insert(key, f.clone());
-                f
-            }
+        let Some(fingerprint) = stored.get(&key).cloned() else {
+            fingerprint_later(state.clone(), key.0, key.1);
+            continue;
         };
         let meta = metadata::incus(&entry.arch, &entry.digest)
             .map_err(|e| Error::Internal(format!("building incus.tar.xz: {e}")))?;
@@ -123,43 +120,67 @@ pub async fn streams_images(
         .json(streams::images(&listed)))
 }
 
-/// Computes and keeps the fingerprint of `digest` for `arch`; `None` when
-/// the blob is gone (gc removed it since).
-async fn fingerprint(state: &AppState, digest: &str, arch: &str) -> Result<Option<String>> {
+/// The (digest, arch) pairs this process is computing a fingerprint for:
+/// each is read from the store once, however many requests ask.
+static COMPUTING: LazyLock<Mutex<HashSet<(String, String)>>> = LazyLock::new(Default::default);
+
+/// Computes and keeps the fingerprint of `digest` for `arch` in the
+/// background, unless this process is already doing so.
+fn fingerprint_later(state: web::Data<AppState>, digest: String, arch: String) {
+    let key = (digest, arch);
+    let started = COMPUTING
+        .lock()
+        .map(|mut computing| computing.insert(key.clone()))
+        .unwrap_or(false);
+    if !started {
+        return;
+    }
+    actix_web::rt::spawn(async move {
+        if let Err(e) = fingerprint(&state, &key.0, &key.1).await {
+            log::warn!(
+                "combined fingerprint of {} ({}) not computed: {e}",
+                key.0,
+                key.1
+            );
+        }
+        if let Ok(mut computing) = COMPUTING.lock() {
+            computing.remove(&key);
+        }
+    });
+}
+
+/// Reads the blob once (outside any transaction) and keeps the result.
+async fn fingerprint(state: &AppState, digest: &str, arch: &str) -> Result<()> {
     let owned = digest.to_owned();
     let Some(blob) = state.run(move |conn| blob_of(conn, &owned)).await? else {
-        return Ok(None);
+        return Ok(()); // collected since: nothing to name
     };
     let owned_arch = arch.to_owned();
     let computed = on_store(&state.artifacts.store, move |store| {
         read::compute_fingerprint(store, &blob, &owned_arch)
     })
     .await?;
-    let Some(fingerprint) = computed else {
-        return Ok(None);
+    let Some(value) = computed else {
+        return Ok(());
     };
-    let (digest, arch, value) = (digest.to_owned(), arch.to_owned(), fingerprint.clone());
+    let (digest, arch) = (digest.to_owned(), arch.to_owned());
     state
         .run(move |conn| read::record_fingerprint(conn, &digest, &arch, &value))
-        .await?;
-    Ok(Some(fingerprint))
+        .await
 }
 
-/// After an artifact commit: the fingerprint for the image's own plan's
-/// arch, unless the same bytes already have one, computed in the background so the commit does not wait for a
-/// second read of the bytes.
-pub fn fingerprint_later(state: web::Data<AppState>, image_id: String) {
+/// After an artifact commit: the fingerprint for the image's arch, unless
+/// the same bytes already have one, computed in the background so the
+/// commit does not wait for a second read of the bytes.
+pub fn after_commit(state: web::Data<AppState>, image_id: String) {
     actix_web::rt::spawn(async move {
-        let found = state
+        let missing = state
             .run(move |conn| read::missing_fingerprint(conn, &image_id))
             .await;
-        let result = match found {
-            Ok(Some((digest, arch))) => fingerprint(&state, &digest, &arch).await.map(drop),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            log::warn!("combined fingerprint not computed (images.json will): {e}");
+        match missing {
+            Ok(Some((digest, arch))) => fingerprint_later(state, digest, arch),
+            Ok(None) => {}
+            Err(e) => log::warn!("combined fingerprint not computed (images.json will): {e}"),
         }
     });
 }

@@ -158,7 +158,7 @@ pub async fn commit(
     let image = state
         .run(move |conn| artifacts.commit(conn, &actor, &upload, expected, media_type))
         .await?;
-    super::lxc::fingerprint_later(state, image.id.clone());
+    super::lxc::after_commit(state, image.id.clone());
     Ok(created(&image.id, ArtifactJson::of(&image)))
 }
 

@@ -164,6 +164,7 @@ pub struct ImageJson {
     pub artifact: Option<ArtifactJson>,
     pub heartbeat_at: Option<String>,
     pub log_tail: Option<String>,
+    pub arch: String,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -180,6 +181,7 @@ impl From<ImageRow> for ImageJson {
             artifact,
             heartbeat_at: i.heartbeat_at.map(timestamp),
             log_tail: i.log_tail,
+            arch: i.arch,
             created_at: timestamp(i.created_at),
             updated_at: timestamp(i.updated_at),
         }

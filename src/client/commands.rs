@@ -38,7 +38,9 @@ pub fn create_snapshot(remote: &Remote, args: &CreateArgs) -> Result<Value, Fail
         body["plans"] = json!(args.plans);
     }
     let path = format!("/v1/projects/{}/snapshots", args.project);
-    match remote.send_json(Method::POST, &path, &body) {
+    // Without a build id a repeated create would make a second snapshot.
+    let repeatable = args.build_id.is_some();
+    match remote.send_json_with(repeatable, Method::POST, &path, &body) {
         // Created by a try whose answer was lost, or by a concurrent run.
         Err(Failure::Refused { status: 409, .. }) if args.build_id.is_some() => {
             let build_id = args.build_id.as_deref().unwrap_or_default();

@@ -123,7 +123,19 @@ impl Remote {
 
     /// Sends what `build` makes, again after each retryable failure; the
     /// response of the first final answer, successful or not.
-    pub fn send(&self, mut build: impl FnMut() -> RequestBuilder) -> Result<Response, Failure> {
+    pub fn send(&self, build: impl FnMut() -> RequestBuilder) -> Result<Response, Failure> {
+        self.send_with(true, build)
+    }
+
+    /// Like `send`; a request that must not be repeated once the server may
+    /// have acted on it (`repeatable: false`) is retried only when it never
+    /// reached the server (no connection) or the server answered that it did
+    /// not act (a `5xx`: the transaction rolled back, or `429`).
+    pub fn send_with(
+        &self,
+        repeatable: bool,
+        mut build: impl FnMut() -> RequestBuilder,
+    ) -> Result<Response, Failure> {
         let deadline = Instant::now() + self.retry_for;
         let mut backoff = Duration::from_millis(250);
         loop {
@@ -133,7 +145,13 @@ impl Remote {
                     let wait = retry_after(response.headers()).unwrap_or(backoff);
                     (wait, format!("the server answered {}", response.status()))
                 }
-                Err(e) => (backoff, describe(&e)),
+                Err(e) if repeatable || e.is_connect() => (backoff, describe(&e)),
+                Err(e) => {
+                    return Err(Failure::Unreachable(format!(
+                        "{} (not repeated: the server may have acted on it)",
+                        describe(&e)
+                    )))
+                }
             };
             if Instant::now() + wait > deadline {
                 return Err(Failure::Unreachable(format!(
@@ -152,7 +170,15 @@ impl Remote {
 
     /// A request whose answer must be a success with a JSON body.
     pub fn json(&self, build: impl FnMut() -> RequestBuilder) -> Result<Value, Failure> {
-        let response = self.send(build)?;
+        self.json_with(true, build)
+    }
+
+    fn json_with(
+        &self,
+        repeatable: bool,
+        build: impl FnMut() -> RequestBuilder,
+    ) -> Result<Value, Failure> {
+        let response = self.send_with(repeatable, build)?;
         let status = response.status();
         let body = response
             .bytes()
@@ -169,8 +195,18 @@ impl Remote {
     }
 
     pub fn send_json(&self, method: Method, path: &str, body: &Value) -> Result<Value, Failure> {
+        self.send_json_with(true, method, path, body)
+    }
+
+    pub fn send_json_with(
+        &self,
+        repeatable: bool,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, Failure> {
         let text = body.to_string();
-        self.json(|| {
+        self.json_with(repeatable, || {
             self.request(method.clone(), path)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(text.clone())

@@ -123,11 +123,14 @@ pub fn build_lease(remote: &Remote, args: &LeaseArgs) -> Result<(), Failure> {
     let status = child
         .wait()
         .map_err(|e| Failure::Local(format!("waiting for {program}: {e}")))?;
-    for relay in relays {
-        let _ = relay.join();
-    }
     let _ = stop.send(());
     let _ = beats.join();
+    // A process the command left running may hold its output open: take
+    // what arrives within a moment, and do not wait for the rest.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while relays.iter().any(|r| !r.is_finished()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The last lines, whatever happened.
     let last_beat = heartbeat(remote, &args.image, &tail);
     if status.success() {

@@ -18,6 +18,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PushArgs {
@@ -61,11 +62,14 @@ pub fn push(remote: &Remote, args: &PushArgs) -> Result<Value, Failure> {
     let file = &args.file;
     let meta = std::fs::metadata(file).map_err(local("cannot read", file))?;
     let size = meta.len();
+    // A rebuilt file of the same size within the same second must not
+    // resume the old session: nanoseconds.
     let modified = meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
+        .and_then(|d| u64::try_from(d.as_nanos()).ok())
+        .unwrap_or(0);
     if !args.no_reuse {
         if let Some(artifact) = reuse(remote, &args.image, file, size)? {
             return Ok(artifact);
@@ -87,7 +91,30 @@ pub fn push(remote: &Remote, args: &PushArgs) -> Result<Value, Failure> {
         modified,
         upload: String::new(),
     };
-    let (upload, offset) = session(remote, &wanted, file, &media_type)?;
+    match upload(remote, args, &wanted, &media_type) {
+        // The session held other bytes than the file has now (it changed
+        // since the interrupted push): drop it and send the file afresh.
+        Err(Failure::Refused { code, .. }) if code == "digest_mismatch" => {
+            eprintln!(
+                "snapreg: the interrupted upload held other bytes than {}; starting over",
+                file.display()
+            );
+            let _ = std::fs::remove_file(state_path(file));
+            upload(remote, args, &wanted, &media_type)
+        }
+        other => other,
+    }
+}
+
+/// One upload: the saved session (or a new one) to its commit.
+fn upload(
+    remote: &Remote,
+    args: &PushArgs,
+    wanted: &Session,
+    media_type: &str,
+) -> Result<Value, Failure> {
+    let (file, size) = (&args.file, wanted.size);
+    let (upload, offset) = session(remote, wanted, file, media_type)?;
     let mut reader = File::open(file).map_err(local("cannot open", file))?;
     let mut hasher = Sha256::new();
     if offset > 0 {
@@ -130,7 +157,13 @@ pub fn push(remote: &Remote, args: &PushArgs) -> Result<Value, Failure> {
     }
     progress.finish();
     let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-    let artifact = commit(remote, &upload, &args.image, &digest, &media_type)?;
+    let committed = commit(remote, &upload, &args.image, &digest, media_type);
+    if let Err(Failure::Refused { code, .. }) = &committed {
+        if code == "digest_mismatch" {
+            let _ = remote.send(|| remote.request(Method::DELETE, &upload));
+        }
+    }
+    let artifact = committed?;
     let _ = std::fs::remove_file(state_path(file));
     Ok(artifact)
 }
@@ -206,10 +239,14 @@ fn send_chunk(
     limit_rate: Option<u64>,
 ) -> Result<u64, Failure> {
     let last = offset + chunk.len() as u64 - 1;
+    // Long enough for the chunk at 64 KiB/s (or the --limit-rate, if lower).
+    let slowest = limit_rate.unwrap_or(u64::MAX).clamp(1, 64 * 1024);
+    let timeout = Duration::from_secs(300 + chunk.len() as u64 / slowest);
     let response = remote.send(|| {
         let reader = Throttled::new(std::io::Cursor::new(chunk.clone()), limit_rate);
         remote
             .request(Method::PATCH, upload)
+            .timeout(timeout)
             .header(CONTENT_RANGE, format!("bytes {offset}-{last}/*"))
             .body(Body::sized(reader, chunk.len() as u64))
     })?;

@@ -136,6 +136,8 @@ pub struct ImageRow {
     pub artifact_uploaded_at: Option<NaiveDateTime>,
     /// The last lines of build output the builder sent with a heartbeat.
     pub log_tail: Option<String>,
+    /// The architecture it is built for: its plan's when it was created.
+    pub arch: String,
 }
 
 /// A resumable upload session: the bytes so far live in the blob store's

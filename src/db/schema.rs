@@ -60,6 +60,7 @@ diesel::table! {
         artifact_media_type -> Nullable<Text>,
         artifact_uploaded_at -> Nullable<Timestamp>,
         log_tail -> Nullable<Text>,
+        arch -> Text,
     }
 }
 
@@ -173,9 +174,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    incus_fingerprints (digest, arch) {
+    incus_fingerprints (digest, arch, format) {
         digest -> Text,
         arch -> Text,
+        format -> Integer,
         fingerprint -> Text,
         created_at -> Timestamp,
     }

@@ -32,6 +32,11 @@ pub fn lxc(entry: &Entry, source: Option<&str>, expiry_unix: i64) -> io::Result<
     ])
 }
 
+/// The version of what `incus` generates: stored fingerprints name it, so
+/// a change to the tarball (bump this) gets fingerprints of its own instead
+/// of contradicting the stored ones.
+pub const INCUS_FORMAT: i32 = 1;
+
 /// `incus.tar.xz`: `metadata.yaml` naming the architecture. It depends
 /// only on the artifact's digest and the architecture, so its bytes, and
 /// the combined fingerprint over them and the rootfs, are fixed once the

@@ -53,6 +53,7 @@ pub fn add_image(
             snapshot_id: snapshot.id.clone(),
             project_id: snapshot.project_id.clone(),
             plan_id: plan.id,
+            arch: plan.arch,
             status: new.status,
             job_id: new.job_id.clone(),
             heartbeat_at: None,

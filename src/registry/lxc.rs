@@ -53,7 +53,8 @@ pub fn entries(
                 Some(Entry {
                     project: project.slug.clone(),
                     plan: plan.slug,
-                    arch: plan.arch,
+                    // What the bytes were built for, whichever plan lists them.
+                    arch: image.arch.clone(),
                     snapshot_id: snapshot.id.clone(),
                     snapshot_created_at: snapshot.created_at,
                     image_id: image.id.clone(),
@@ -66,7 +67,7 @@ pub fn entries(
     })
 }
 
-/// Stored combined fingerprints, by (digest, arch).
+/// Stored combined fingerprints of the current metadata format, by (digest, arch).
 pub fn fingerprints(
     conn: &mut DbConn,
     entries: &[Entry],
@@ -74,6 +75,7 @@ pub fn fingerprints(
     let digests: Vec<&str> = entries.iter().map(|e| e.digest.as_str()).collect();
     let rows: Vec<(String, String, String)> = incus_fingerprints::table
         .filter(incus_fingerprints::digest.eq_any(digests))
+        .filter(incus_fingerprints::format.eq(metadata::INCUS_FORMAT))
         .select((
             incus_fingerprints::digest,
             incus_fingerprints::arch,
@@ -120,6 +122,7 @@ pub fn record_fingerprint(
             .values((
                 incus_fingerprints::digest.eq(digest),
                 incus_fingerprints::arch.eq(arch),
+                incus_fingerprints::format.eq(metadata::INCUS_FORMAT),
                 incus_fingerprints::fingerprint.eq(fingerprint),
                 incus_fingerprints::created_at.eq(super::now()),
             ))
@@ -133,21 +136,18 @@ pub fn record_fingerprint(
     }
 }
 
-/// The digest and plan arch of an image whose artifact was just committed,
-/// if no fingerprint is stored for that pair yet.
+/// The digest and arch of an image whose artifact was just committed, if
+/// no fingerprint is stored for that pair yet.
 pub fn missing_fingerprint(conn: &mut DbConn, image_id: &str) -> Result<Option<(String, String)>> {
     let image = lookup::image(conn, image_id)?;
     let Some(digest) = image.artifact_digest else {
         return Ok(None);
     };
-    let arch: String = plans::table
-        .find(&image.plan_id)
-        .select(plans::arch)
-        .first(conn)?;
     let stored: i64 = incus_fingerprints::table
         .filter(incus_fingerprints::digest.eq(&digest))
-        .filter(incus_fingerprints::arch.eq(&arch))
+        .filter(incus_fingerprints::arch.eq(&image.arch))
+        .filter(incus_fingerprints::format.eq(metadata::INCUS_FORMAT))
         .count()
         .get_result(conn)?;
-    Ok((stored == 0).then_some((digest, arch)))
+    Ok((stored == 0).then_some((digest, image.arch)))
 }

@@ -77,6 +77,7 @@ pub fn create_snapshot(
                 artifact_media_type: None,
                 artifact_uploaded_at: None,
                 log_tail: None,
+                arch: plan.arch.clone(),
             })
             .collect();
         for image in &images {

@@ -40,24 +40,6 @@ pub async fn form() -> HttpResponse {
     page(shell(), form_page(None))
 }
 
-/// Whether a form was posted from this site: another site must not sign a
-/// browser in (as someone else) or out. Browsers send `Sec-Fetch-Site` or
-/// `Origin` with a cross-site POST; a client sending neither is not a
-/// browser on another site.
-fn same_site(req: &HttpRequest) -> bool {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = header("sec-fetch-site") {
-        return site == "same-origin" || site == "none";
-    }
-    match header("origin") {
-        Some(origin) => {
-            let info = req.connection_info();
-            origin == format!("{}://{}", info.scheme(), info.host())
-        }
-        None => true,
-    }
-}
-
 fn cross_site() -> HttpResponse {
     let mut response = page(
         shell(),
@@ -72,7 +54,7 @@ pub async fn submit(
     req: HttpRequest,
     form: web::Form<SignIn>,
 ) -> HttpResponse {
-    if !same_site(&req) {
+    if !crate::api::auth::same_site(&req) {
         return cross_site();
     }
     let token = form.into_inner().token.trim().to_owned();
@@ -107,7 +89,7 @@ pub async fn submit(
 }
 
 pub async fn sign_out(req: HttpRequest) -> HttpResponse {
-    if !same_site(&req) {
+    if !crate::api::auth::same_site(&req) {
         return cross_site();
     }
     let gone = Cookie::build(COOKIE, "")

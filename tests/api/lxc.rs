@@ -78,7 +78,7 @@ async fn the_index_lists_every_plan_of_the_current_snapshot_for_basic_auth_and_d
     let snapshot = current_with(&app, &bytes(1000, 1)).await;
     let s = id(&snapshot);
     let expected = format!(
-        "web;debian;amd64;default;{s};/images/{s}/debian\nweb;i386;i386;default;{s};/images/{s}/i386\n"
+        "web;debian;amd64;default;{s};/images/{s}/debian\nweb;i386;amd64;default;{s};/images/{s}/i386\n"
     );
     for index in [
         "index-system",
@@ -167,7 +167,7 @@ async fn the_files_are_the_artifact_and_generated_metadata() {
     let files = untar_xz(&meta.body);
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["config", "config-user", "expiry", "create-message"]);
-    assert!(files[0].1.contains("lxc.arch = i386"), "{}", files[0].1);
+    assert!(files[0].1.contains("lxc.arch = amd64"), "{}", files[0].1);
     let expiry: i64 = files[2].1.trim().parse().expect("a Unix time");
     let now = chrono::Utc::now().timestamp();
     assert!(
@@ -184,8 +184,17 @@ async fn the_files_are_the_artifact_and_generated_metadata() {
         .assert_error(404, "not_found");
 }
 
-async fn images_json(app: &TestApp) -> Value {
-    app.get("/lxc/web/streams/v1/images.json").await.expect(200)
+/// The catalogue once it lists `product`: a product appears when its
+/// fingerprint, computed in the background after the commit, is stored.
+async fn images_json_with(app: &TestApp, product: &str) -> Value {
+    for _ in 0..100 {
+        let doc = app.get("/lxc/web/streams/v1/images.json").await.expect(200);
+        if doc["products"].get(product).is_some() {
+            return doc;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{product} never appeared in images.json");
 }
 
 fn only_version(doc: &Value, product: &str) -> (String, Value) {
@@ -206,11 +215,12 @@ async fn incus_reads_a_catalogue_whose_fingerprint_hashes_metadata_then_rootfs()
     assert_eq!(index["index"]["images"]["datatype"], "image-downloads");
     assert_eq!(
         index["index"]["images"]["products"],
-        json!(["web:debian:default:amd64", "web:i386:default:i386"])
+        json!(["web:debian:default:amd64", "web:i386:default:amd64"])
     );
-    let doc = images_json(&app).await;
+    let doc = images_json_with(&app, "web:debian:default:amd64").await;
+    // The i386 plan borrows debian's image, built for amd64: listed as that.
     assert_eq!(
-        doc["products"]["web:i386:default:i386"]["aliases"],
+        doc["products"]["web:i386:default:amd64"]["aliases"],
         "web/i386,i386"
     );
     let (key, version) = only_version(&doc, "web:debian:default:amd64");
@@ -264,11 +274,12 @@ async fn aliases_follow_the_current_pointer_through_a_rollback() {
             .expect("a path")
             .to_owned()
     };
-    assert!(path_of(&images_json(&app).await).contains(&id(&second)));
+    let product = "web:debian:default:amd64";
+    assert!(path_of(&images_json_with(&app, product).await).contains(&id(&second)));
     app.post("/v1/projects/web/current/rollback", json!({}))
         .await
         .expect(200);
-    assert!(path_of(&images_json(&app).await).contains(&id(&first)));
+    assert!(path_of(&images_json_with(&app, product).await).contains(&id(&first)));
 }
 
 #[actix_rt::test]
@@ -299,7 +310,7 @@ async fn the_fingerprint_is_kept_at_commit_and_not_recomputed_per_request() {
     let blobs = app.objects("sha256").await;
     assert_eq!(blobs.len(), 1, "{blobs:?}");
     app.remove_object(&blobs[0]).await;
-    let doc = images_json(&app).await;
+    let doc = images_json_with(&app, "web:debian:default:amd64").await;
     let (_, version) = only_version(&doc, "web:debian:default:amd64");
     assert!(version["items"]["incus.tar.xz"]["combined_rootxz_sha256"].is_string());
 }
@@ -320,4 +331,67 @@ async fn plans_have_an_arch_that_defaults_to_amd64() {
             .await
             .assert_error(400, "bad_request");
     }
+}
+
+#[actix_rt::test]
+async fn hosts_see_the_arch_an_image_was_built_for_not_the_plans_new_one() {
+    let app = TestApp::spawn().await;
+    app.project("web").await;
+    app.plan("web", json!({"slug": "debian", "arch": "arm64"}))
+        .await;
+    let snapshot = current_with(&app, &bytes(2000, 7)).await;
+    assert_eq!(snapshot["images"][0]["arch"], "arm64");
+    // The next build is for another architecture; the current one is not.
+    app.patch("/v1/projects/web/plans/debian", json!({"arch": "amd64"}))
+        .await
+        .expect(200);
+    let index = app
+        .raw(
+            Method::GET,
+            "/lxc/web/meta/1.0/index-system",
+            &[],
+            Vec::new(),
+        )
+        .await;
+    let text = String::from_utf8_lossy(&index.body).into_owned();
+    assert!(text.starts_with("web;debian;arm64;default;"), "{text}");
+    let next = app.snapshot("web", json!({})).await;
+    assert_eq!(next["images"][0]["arch"], "amd64");
+}
+
+#[actix_rt::test]
+async fn basic_authentication_may_not_change_anything_cross_site() {
+    let app = TestApp::spawn().await;
+    app.project("web").await;
+    let send = |site: Option<&'static str>| {
+        let mut request = client(None)
+            .post(format!("{}/v1/projects/web/plans", app.base))
+            .insert_header(("authorization", basic(&admin(&app))))
+            .insert_header(("content-type", "application/json"));
+        if let Some(site) = site {
+            request = request.insert_header(("sec-fetch-site", site));
+        }
+        request
+    };
+    let refused = send(Some("cross-site"))
+        .send_body(r#"{"slug":"a"}"#)
+        .await
+        .expect("request completes");
+    assert_eq!(refused.status().as_u16(), 403);
+    for (site, slug) in [(Some("same-origin"), "b"), (None, "c")] {
+        let allowed = send(site)
+            .send_body(format!(r#"{{"slug":"{slug}"}}"#))
+            .await
+            .expect("request completes");
+        assert_eq!(allowed.status().as_u16(), 201, "{site:?}");
+    }
+    // Reads are not refused: a cross-site read cannot be seen by that site.
+    let read = client(None)
+        .get(format!("{}/v1/projects/web", app.base))
+        .insert_header(("authorization", basic(&admin(&app))))
+        .insert_header(("sec-fetch-site", "cross-site"))
+        .send()
+        .await
+        .expect("request completes");
+    assert_eq!(read.status().as_u16(), 200);
 }
