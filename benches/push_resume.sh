@@ -30,7 +30,7 @@ export SNAPREG_URL="http://127.0.0.1:$PORT" SNAPREG_TOKEN=$TOKEN
 api() { curl -sf -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
-received() { api "$SNAPREG_URL/metrics" | awk -F' ' '/artifact_bytes_total\{direction="in"\}/ { printf "%d", $2 }'; }
+received() { api "$SNAPREG_URL/metrics" | awk -F' ' '/artifact_bytes_total\{direction="in"\}/ { printf "%.0f", $2 }'; }
 
 SNAPREG_ADMIN_TOKEN=$TOKEN RUST_LOG=warn "$bin" serve --bind "127.0.0.1:$PORT" --data-dir "$work/data" &
 server=$!
@@ -62,8 +62,9 @@ for percent in 50 90; do
   offset=$(api "$SNAPREG_URL$upload" | grep -o '"offset":[0-9]*' | cut -d: -f2)
   before=$(received)
   start=$(now)
-  "$bin" push "$image" "$file" --chunk-size "$CHUNK" --no-reuse >/dev/null 2>&1
+  "$bin" push "$image" "$file" --chunk-size "$CHUNK" --no-reuse 2>"$work/rerun.log" >/dev/null
   took=$(since "$start")
+  grep resuming "$work/rerun.log" >&2 || true
   sent=$(($(received) - before))
   start=$(now)
   head -c "$offset" "$file" | sha256sum >/dev/null

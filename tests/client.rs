@@ -209,6 +209,33 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 const MIB: u64 = 1 << 20;
 
+/// Starts a push slowed to `rate`, and kills it (SIGKILL) once the server
+/// acknowledged at least `at_least` bytes; how many it had acknowledged.
+fn kill_push_after(server: &Server, image: &str, file: &Path, rate: &str, at_least: u64) -> u64 {
+    let path = file.display().to_string();
+    let mut push = server
+        .client(&[
+            "push",
+            image,
+            &path,
+            "--chunk-size",
+            "1MiB",
+            "--limit-rate",
+            rate,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("push starts");
+    let mut acknowledged = 0;
+    wait_until("the upload's first chunks", || {
+        acknowledged = pushed_so_far(server, file).unwrap_or(0);
+        acknowledged >= at_least
+    });
+    push.kill().expect("kill the client");
+    push.wait().expect("reaped");
+    acknowledged
+}
+
 #[test]
 fn a_push_survives_the_server_being_killed_and_restarted() {
     let mut server = Server::start();
@@ -265,26 +292,7 @@ fn a_killed_push_resumes_where_the_server_stands() {
     let (size, chunk) = (16 * MIB, MIB);
     let (file, digest) = artifact(server.dir.path(), size as usize, 2);
     let path = file.display().to_string();
-    let mut push = server
-        .client(&[
-            "push",
-            &image,
-            &path,
-            "--chunk-size",
-            "1MiB",
-            "--limit-rate",
-            "6MiB",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("push starts");
-    let mut acknowledged = 0;
-    wait_until("4 chunks", || {
-        acknowledged = pushed_so_far(&server, &file).unwrap_or(0);
-        acknowledged >= 4 * chunk
-    });
-    push.kill().expect("kill the client");
-    push.wait().expect("reaped");
+    let acknowledged = kill_push_after(&server, &image, &file, "6MiB", 4 * chunk);
     let out = server.run(&["push", &image, &path, "--chunk-size", "1MiB"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), digest);
@@ -459,24 +467,7 @@ fn a_push_whose_file_changed_since_it_was_interrupted_starts_over() {
     let size = 8 * MIB;
     let (file, _) = artifact(server.dir.path(), size as usize, 5);
     let path = file.display().to_string();
-    let mut push = server
-        .client(&[
-            "push",
-            &image,
-            &path,
-            "--chunk-size",
-            "1MiB",
-            "--limit-rate",
-            "4MiB",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("push starts");
-    wait_until("2 chunks", || {
-        pushed_so_far(&server, &file).unwrap_or(0) >= 2 * MIB
-    });
-    push.kill().expect("kill the client");
-    push.wait().expect("reaped");
+    kill_push_after(&server, &image, &file, "4MiB", 2 * MIB);
     // Rebuilt: other bytes, the same size, and (as a fast build may leave
     // it) the same modification time.
     let modified = std::fs::metadata(&file)
