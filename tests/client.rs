@@ -1,6 +1,7 @@
 //! The client subcommands against a real `snapreg serve` process, which the
 //! tests kill and restart: pushes and pulls that are interrupted resume
 //! where the server stands, and the exit codes README documents.
+#![cfg(feature = "client")]
 
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
