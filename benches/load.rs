@@ -1,4 +1,10 @@
-//! Load benchmark: `cargo bench --bench load [-- --seconds N] [-- --postgres URL] [-- --tail-feed]`.
+//! Load benchmark: `cargo bench --bench load [-- --seconds N] [-- --postgres URL] [-- --tail-feed]
+//! [-- --projects N --snapshots M] [-- --serve DIR]`.
+//!
+//! With `--serve DIR` it only seeds and serves: it writes the service's and
+//! the ceiling's ports, the project ids and the pending image ids into DIR
+//! and runs until killed, for an outside load generator
+//! (`benches/scheduler.sh` drives it with wrk).
 //!
 //! Starts snapreg on SQLite (or on a fresh database of the PostgreSQL server
 //! at URL), seeds 100 projects × 4 plans × 50 active snapshots, and drives
@@ -33,9 +39,7 @@ mod common;
 
 type Failure = Box<dyn std::error::Error>;
 
-const PROJECTS: usize = 100;
 const PLANS: usize = 4;
-const SNAPSHOTS: usize = 50;
 const CONNECTIONS: usize = 64;
 const TOKEN: &str = "bench-admin-token-0123456789abcdef";
 
@@ -45,6 +49,10 @@ struct Args {
     /// A reader long-polls the event feed throughout (as an open dashboard
     /// does): what the feed's numbering costs the writers.
     tail_feed: bool,
+    projects: usize,
+    /// Active snapshots per project (the last one current).
+    snapshots: usize,
+    serve: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -52,6 +60,9 @@ fn args() -> Args {
         seconds: 5,
         postgres: None,
         tail_feed: false,
+        projects: 100,
+        snapshots: 50,
+        serve: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -59,6 +70,9 @@ fn args() -> Args {
             "--seconds" => args.seconds = it.next().and_then(|s| s.parse().ok()).unwrap_or(5),
             "--postgres" => args.postgres = it.next(),
             "--tail-feed" => args.tail_feed = true,
+            "--projects" => args.projects = it.next().and_then(|s| s.parse().ok()).unwrap_or(100),
+            "--snapshots" => args.snapshots = it.next().and_then(|s| s.parse().ok()).unwrap_or(50),
+            "--serve" => args.serve = it.next().map(Into::into),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -74,11 +88,11 @@ fn main() -> Result<(), Failure> {
     let pool = snapreg::db::connect(&url, 32)?;
 
     let started = Instant::now();
-    let seed = seed(&pool)?;
+    let seed = seed(&pool, args.projects, args.snapshots)?;
     eprintln!(
         "seeded {} projects, {} snapshots, {} pending images in {:.1}s",
-        PROJECTS,
-        PROJECTS * SNAPSHOTS,
+        args.projects,
+        args.projects * args.snapshots,
         seed.pending.len(),
         started.elapsed().as_secs_f64()
     );
@@ -91,10 +105,20 @@ fn main() -> Result<(), Failure> {
     config.watchdog_interval = None;
     let service = serve(move || Application::build(&config).map_err(|e| e.to_string()))?;
     let bare = serve_bare(pool.clone())?;
+    if let Some(dir) = &args.serve {
+        std::fs::write(dir.join("ports"), format!("{service} {bare}\n"))?;
+        std::fs::write(dir.join("project_ids"), seed.project_ids.join("\n") + "\n")?;
+        std::fs::write(dir.join("pending_images"), seed.pending.join("\n") + "\n")?;
+        eprintln!("serving: snapreg on {service}, the ceiling on {bare}; until killed");
+        loop {
+            std::thread::park();
+        }
+    }
     let tailing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(args.tail_feed));
     let tailer = args.tail_feed.then(|| tail_feed(service, tailing.clone()));
     let seconds = Duration::from_secs(args.seconds);
-    let pick = |i: usize| i.wrapping_mul(2654435761) % PROJECTS;
+    let projects = args.projects;
+    let pick = |i: usize| i.wrapping_mul(2654435761) % projects;
 
     let mut rows = Vec::new();
     let bare_read = || {
@@ -205,7 +229,7 @@ struct Seed {
     pending: Vec<String>,
 }
 
-fn seed(pool: &DbPool) -> Result<Seed, Failure> {
+fn seed(pool: &DbPool, projects: usize, snapshots: usize) -> Result<Seed, Failure> {
     let actor = Actor(Some("bench".into()));
     let project_ids = Mutex::new(Vec::new());
     let pending = Mutex::new(Vec::new());
@@ -216,7 +240,7 @@ fn seed(pool: &DbPool) -> Result<Seed, Failure> {
             scope.spawn(move || {
                 let result = (|| -> snapreg::error::Result<()> {
                     let mut conn = pool.get()?;
-                    for p in (worker..PROJECTS).step_by(8) {
+                    for p in (worker..projects).step_by(8) {
                         let slug = Slug::parse(&format!("p{p}"))
                             .map_err(snapreg::error::Error::BadRequest)?;
                         let project = create_project(
@@ -247,7 +271,7 @@ fn seed(pool: &DbPool) -> Result<Seed, Failure> {
                             )?;
                         }
                         let mut last = None;
-                        for _ in 0..SNAPSHOTS {
+                        for _ in 0..snapshots {
                             let view = create_snapshot(
                                 &mut conn,
                                 actor,

@@ -4,6 +4,7 @@
 
 pub mod failure;
 pub mod listen;
+pub mod queue;
 pub mod rounds;
 pub mod rows;
 pub mod schema;
@@ -225,6 +226,8 @@ where
     finish(conn, f)
 }
 
+static SQLITE_WRITERS: queue::WriterQueue = queue::WriterQueue::new();
+
 /// How many times a write transaction runs before a lost race is reported
 /// (`503 unavailable`).
 pub const WRITE_ATTEMPTS: u32 = 5;
@@ -244,7 +247,12 @@ where
 {
     let mut attempt = 1;
     loop {
-        let result = begin_write(conn).and_then(|()| finish(conn, &mut f));
+        let result = {
+            // SQLite: one writer at a time anyway; they queue here, in
+            // order, rather than poll SQLite's busy handler (`queue`).
+            let _turn = matches!(conn, DbConn::Sqlite(_)).then(|| SQLITE_WRITERS.wait_turn());
+            begin_write(conn).and_then(|()| finish(conn, &mut f))
+        };
         match result {
             Err(Error::Database {
                 kind: DbErrorKind::Contention,
