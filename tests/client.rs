@@ -414,6 +414,34 @@ fn wait_times_out_with_exit_code_4_and_create_is_idempotent_by_build_id() {
     let (snapshot, _) = server.pending_image();
     let out = server.run(&["wait", &snapshot, "--timeout", "1s", "--interval", "200ms"]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    // A timeout shorter than the interval still waits the whole timeout.
+    let started = Instant::now();
+    let out = server.run(&["wait", &snapshot, "--timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    // A snapshot that becomes active while it is waited for: exit 0.
+    let waiting = server
+        .client(&["wait", &snapshot, "--timeout", "30s", "--interval", "100ms"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wait starts");
+    let shown = server.call(
+        reqwest::Method::GET,
+        &format!("/v1/snapshots/{snapshot}"),
+        None,
+    );
+    let image = shown["images"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(server.run(&["mark", &image, "active"]).status.success());
+    let out = waiting.wait_with_output().expect("wait ends");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout).trim(), "active");
     let first = server.run(&["create-snapshot", "web", "--build-id", "ci-42"]);
     let again = server.run(&["create-snapshot", "web", "--build-id", "ci-42"]);
     assert!(first.status.success() && again.status.success());

@@ -132,16 +132,18 @@ pub fn wait(remote: &Remote, args: &WaitArgs) -> Result<Value, Failure> {
                 )))
             }
             status => {
-                if Instant::now() + args.interval > deadline {
+                let now = Instant::now();
+                if now >= deadline {
                     return Err(Failure::TimedOut(format!(
                         "snapshot {} is still {status} after {}",
                         args.snapshot,
                         humantime::format_duration(args.timeout)
                     )));
                 }
+                // The last look is at the deadline itself.
+                std::thread::sleep(args.interval.min(deadline - now));
             }
         }
-        std::thread::sleep(args.interval);
     }
 }
 
