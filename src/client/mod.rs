@@ -161,9 +161,11 @@ pub fn run(command: ClientCommand) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Command(code)) => Failure::Command(code).exit_code(),
         Err(failure) => {
-            eprintln!("snapreg: {failure}");
+            // A failed build command already said why, on its own output.
+            if !matches!(failure, Failure::Command(_)) {
+                eprintln!("snapreg: {failure}");
+            }
             failure.exit_code()
         }
     }

@@ -5,9 +5,9 @@
 
 use super::http::{describe, refusal, Remote};
 use super::progress::Progress;
-use super::push::HashWriter;
 use super::throttle::Throttled;
 use super::{local, Failure};
+use crate::blobs::digest_of;
 use reqwest::header::{IF_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -51,15 +51,13 @@ pub fn pull(remote: &Remote, args: &PullArgs) -> Result<Value, Failure> {
     let mut part = args.output.as_os_str().to_owned();
     part.push(format!(".{}.part", &hex[..hex.len().min(12)]));
     let part = PathBuf::from(part);
-    let mut hasher = Sha256::new();
-    let mut have = match File::open(&part) {
-        Ok(mut existing) => {
-            let n = std::io::copy(&mut existing, &mut HashWriter(&mut hasher))
-                .map_err(local("cannot read", &part))?;
+    let (mut hasher, mut have) = match File::open(&part) {
+        Ok(existing) => {
+            let (_, hasher, n) = digest_of(existing).map_err(local("cannot read", &part))?;
             eprintln!("snapreg: resuming download at byte {n} of {size}");
-            n
+            (hasher, n)
         }
-        Err(_) => 0,
+        Err(_) => (Sha256::new(), 0),
     };
     let url = format!(
         "/v1/images/{}/artifact",

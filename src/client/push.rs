@@ -8,12 +8,13 @@ use super::http::{describe, refusal, Remote};
 use super::progress::Progress;
 use super::throttle::Throttled;
 use super::{local, Failure};
+use crate::blobs::digest_of;
 use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
+use sha2::Digest as _;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -116,22 +117,18 @@ fn upload(
     let (file, size) = (&args.file, wanted.size);
     let (upload, offset) = session(remote, wanted, file, media_type)?;
     let mut reader = File::open(file).map_err(local("cannot open", file))?;
-    let mut hasher = Sha256::new();
     if offset > 0 {
         eprintln!(
             "snapreg: resuming upload {upload} at byte {offset} of {size}; hashing those bytes locally"
         );
-        let copied = std::io::copy(
-            &mut (&mut reader).take(offset),
-            &mut HashWriter(&mut hasher),
-        )
-        .map_err(local("cannot read", file))?;
-        if copied != offset {
-            return Err(Failure::Local(format!(
-                "{} changed while pushing",
-                file.display()
-            )));
-        }
+    }
+    let (_, mut hasher, copied) =
+        digest_of((&mut reader).take(offset)).map_err(local("cannot read", file))?;
+    if copied != offset {
+        return Err(Failure::Local(format!(
+            "{} changed while pushing",
+            file.display()
+        )));
     }
     let mut progress = Progress::new("push", size, offset);
     let mut offset = offset;
@@ -339,22 +336,7 @@ fn reuse(remote: &Remote, image: &str, file: &Path, size: u64) -> Result<Option<
 }
 
 fn hash_file(file: &Path) -> Result<String, Failure> {
-    let mut hasher = Sha256::new();
-    let mut reader = File::open(file).map_err(local("cannot open", file))?;
-    std::io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(local("cannot read", file))?;
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
-}
-
-/// Feeds what is written to a hasher.
-pub struct HashWriter<'a>(pub &'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    let reader = File::open(file).map_err(local("cannot open", file))?;
+    let (digest, _, _) = digest_of(reader).map_err(local("cannot read", file))?;
+    Ok(digest.to_string())
 }

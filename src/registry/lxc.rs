@@ -3,14 +3,13 @@
 //! fingerprints Incus names those images by.
 
 use super::lookup;
-use crate::blobs::{BlobKey, BlobStore};
+use crate::blobs::{digest_of, BlobKey, BlobStore};
 use crate::db::rows::{ImageRow, PlanRow, SnapshotRow};
 use crate::db::schema::{incus_fingerprints, plans};
 use crate::db::{read_tx, write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::lxc::{metadata, Entry};
 use diesel::prelude::*;
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -93,19 +92,11 @@ pub fn compute_fingerprint(
     arch: &str,
 ) -> std::io::Result<Option<String>> {
     let meta = metadata::incus(arch, &blob.digest.to_string())?;
-    let Some((mut reader, _)) = store.open_blob(blob, 0)? else {
+    let Some((reader, _)) = store.open_blob(blob, 0)? else {
         return Ok(None);
     };
-    let mut hasher = Sha256::new();
-    hasher.update(&meta);
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        match reader.read(&mut buffer)? {
-            0 => break,
-            n => hasher.update(&buffer[..n]),
-        }
-    }
-    Ok(Some(hex::encode(hasher.finalize())))
+    let (combined, _, _) = digest_of(meta.as_slice().chain(reader))?;
+    Ok(Some(combined.hex().to_owned()))
 }
 
 /// Keeps a computed fingerprint. Two replicas may compute the same one at
