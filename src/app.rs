@@ -280,6 +280,7 @@ impl Application {
             wake: Default::default(),
             stream_keepalive: config.stream_keepalive,
             lxc_expiry: config.lxc_expiry,
+            reads: Default::default(),
         });
         if config.admin_token.is_none() {
             bootstrap_admin(&state, &config.data_dir)?;

@@ -275,8 +275,11 @@ async fn permit(
             .cloned()
             .ok_or_else(|| Error::Internal("no application state".into()))?;
         let lookup_ref = reference.clone();
+        let read = state.run(move |conn| lookup::project_id_of(conn, kind, &lookup_ref));
         let project = state
-            .run(move |conn| lookup::project_id_of(conn, kind, &lookup_ref))
+            .reads
+            .project_of
+            .get_or_read((kind, reference.clone()), read)
             .await?;
         if project.is_some_and(|id| !principal.sees(&id)) {
             return Err(Error::not_found(param, &reference));

@@ -4,7 +4,7 @@
 //! honours `If-Match` and answers with the new `ETag`.
 
 use super::body::{Body, OptionalBody};
-use super::views::{PageJson, PointerMoveJson, SnapshotJson};
+use super::views::{json_bytes, PageJson, PointerMoveJson, SnapshotJson};
 use super::{AppState, PageQuery};
 use crate::error::{Error, Result};
 use crate::pointer_rules::{etag, Precondition};
@@ -12,7 +12,7 @@ use crate::registry::pointer::{self, Moved};
 use crate::registry::snapshots::SnapshotView;
 use crate::registry::Actor;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{mime, web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -52,23 +52,32 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let project = path.into_inner();
-    let current = state
-        .run(move |conn| pointer::get_current(conn, &project))
-        .await?;
-    let tag = (header::ETAG, etag(current.seq));
-    let Some(snapshot) = current.snapshot else {
+    let read = {
+        let (state, project) = (state.clone(), project.clone());
+        async move {
+            let current = state
+                .run(move |conn| pointer::get_current(conn, &project))
+                .await?;
+            let body = current.snapshot.map(|s| json_bytes(&SnapshotJson::from(s)));
+            Ok((current.seq, body.transpose()?))
+        }
+    };
+    let (seq, body) = state.reads.current.get_or_read(project, read).await?;
+    let tag = (header::ETAG, etag(seq));
+    let Some(body) = body else {
         let mut response = Error::NoCurrentSnapshot.error_response();
-        if let Ok(value) = header::HeaderValue::from_str(&etag(current.seq)) {
+        if let Ok(value) = header::HeaderValue::from_str(&etag(seq)) {
             response.headers_mut().insert(header::ETAG, value);
         }
         return Ok(response);
     };
-    if not_modified(&req, current.seq) {
+    if not_modified(&req, seq) {
         return Ok(HttpResponse::NotModified().insert_header(tag).finish());
     }
     Ok(HttpResponse::Ok()
         .insert_header(tag)
-        .json(SnapshotJson::from(snapshot)))
+        .content_type(mime::APPLICATION_JSON)
+        .body(body))
 }
 
 /// The snapshot a change left current, with the pointer's new version.

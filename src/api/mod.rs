@@ -17,6 +17,7 @@ pub mod lxc;
 pub mod observe;
 pub mod plans;
 pub mod projects;
+pub mod read_cache;
 pub mod snapshots;
 pub mod spec;
 pub mod tokens;
@@ -37,7 +38,7 @@ use actix_web::{
 };
 use auth::Needs;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub stream_keepalive: Duration,
     /// The `expiry` LXC image metadata gives hosts (from now).
     pub lxc_expiry: Duration,
+    /// The scheduler's hot reads, answered from memory while still good.
+    pub reads: read_cache::ReadCaches,
 }
 
 impl AppState {
@@ -154,6 +157,19 @@ pub fn endpoints() -> Vec<Endpoint> {
     use Needs::{Open, Role as R, Unscoped};
     use Role::{Admin, Builder, Maintainer, Reader};
     vec![
+        // The scheduler's reads, many a second: first for the router.
+        endpoint(
+            "/v1/projects/{project}/plans/{plan}/image",
+            M::GET,
+            R(Reader),
+            plans::image,
+        ),
+        endpoint(
+            "/v1/projects/{project}/current",
+            M::GET,
+            R(Reader),
+            current::get,
+        ),
         endpoint("/healthz", M::GET, Open, health::healthz),
         endpoint("/readyz", M::GET, Open, health::readyz),
         endpoint("/openapi.yaml", M::GET, Open, spec::document),
@@ -209,12 +225,6 @@ pub fn endpoints() -> Vec<Endpoint> {
             plans::update,
         ),
         endpoint(
-            "/v1/projects/{project}/plans/{plan}/image",
-            M::GET,
-            R(Reader),
-            plans::image,
-        ),
-        endpoint(
             "/v1/projects/{project}/snapshots",
             M::POST,
             R(Builder),
@@ -225,12 +235,6 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::GET,
             R(Reader),
             snapshots::list,
-        ),
-        endpoint(
-            "/v1/projects/{project}/current",
-            M::GET,
-            R(Reader),
-            current::get,
         ),
         endpoint(
             "/v1/projects/{project}/current",
@@ -376,9 +380,14 @@ fn addressed(path: &str) -> Option<(Addressed, &'static str)> {
 /// Registers every endpoint, each resource behind its authorisation; a
 /// known path with another method answers 405.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let mut by_path: BTreeMap<&'static str, Vec<Endpoint>> = BTreeMap::new();
+    // In the order of `endpoints()`: actix tries resources in turn, matching
+    // each dynamic path with a regex, so the scheduler's reads come first.
+    let mut by_path: Vec<(&'static str, Vec<Endpoint>)> = Vec::new();
     for endpoint in endpoints() {
-        by_path.entry(endpoint.path).or_default().push(endpoint);
+        match by_path.iter_mut().find(|(path, _)| *path == endpoint.path) {
+            Some((_, same)) => same.push(endpoint),
+            None => by_path.push((endpoint.path, vec![endpoint])),
+        }
     }
     for (path, endpoints) in by_path {
         let mut allow: Vec<String> = endpoints.iter().map(|e| e.method.to_string()).collect();

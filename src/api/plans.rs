@@ -2,14 +2,14 @@
 //! `GET …/plans/{plan}/image`.
 
 use super::body::Body;
-use super::views::{ImageJson, PageJson, PlanJson};
+use super::views::{json_bytes, ImageJson, PageJson, PlanJson};
 use super::{created, AppState, PageQuery};
 use crate::db::rows::PlanStatus;
 use crate::error::Result;
 use crate::input::{self, Arch, Name, Slug};
 use crate::registry::plans::{self, NewPlan, PlanChanges};
 use crate::registry::{resolve, Actor};
-use actix_web::{web, HttpResponse};
+use actix_web::{mime, web, HttpResponse};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -116,9 +116,18 @@ pub async fn image(
     query: web::Query<ImageQuery>,
 ) -> Result<HttpResponse> {
     let (project, plan) = path.into_inner();
-    let snapshot = query.into_inner().snapshot;
-    let image = state
-        .run(move |conn| resolve::plan_image(conn, &project, &plan, snapshot.as_deref()))
-        .await?;
-    Ok(HttpResponse::Ok().json(ImageJson::from(image)))
+    let key = (project, plan, query.into_inner().snapshot);
+    let read = {
+        let (state, (project, plan, snapshot)) = (state.clone(), key.clone());
+        async move {
+            let image = state
+                .run(move |conn| resolve::plan_image(conn, &project, &plan, snapshot.as_deref()))
+                .await?;
+            json_bytes(&ImageJson::from(image))
+        }
+    };
+    let body = state.reads.plan_image.get_or_read(key, read).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(mime::APPLICATION_JSON)
+        .body(body))
 }

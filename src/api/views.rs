@@ -305,3 +305,11 @@ impl From<PointerMoveRow> for PointerMoveJson {
         }
     }
 }
+
+/// A view serialised once, for an answer that is kept and sent again
+/// (`read_cache`).
+pub fn json_bytes(view: &impl Serialize) -> crate::error::Result<bytes::Bytes> {
+    serde_json::to_vec(view)
+        .map(bytes::Bytes::from)
+        .map_err(|e| crate::error::Error::Internal(format!("cannot serialise an answer: {e}")))
+}

@@ -8,6 +8,7 @@ pub mod queue;
 pub mod rounds;
 pub mod rows;
 pub mod schema;
+pub mod write_clock;
 
 use crate::error::{Error, Result};
 use crate::metrics::METRICS;
@@ -251,6 +252,8 @@ where
             // SQLite: one writer at a time anyway; they queue here, in
             // order, rather than poll SQLite's busy handler (`queue`).
             let _turn = matches!(conn, DbConn::Sqlite(_)).then(|| SQLITE_WRITERS.wait_turn());
+            // Cached reads are forgotten from here until after the commit.
+            let _writing = write_clock::WRITES.writing();
             begin_write(conn).and_then(|()| finish(conn, &mut f))
         };
         match result {

@@ -148,7 +148,7 @@ pub fn images_of(conn: &mut DbConn, snapshot_id: &str) -> Result<Vec<ImageRow>> 
 }
 
 /// What a path parameter names, for finding the project a request is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Addressed {
     Project,
     Snapshot,

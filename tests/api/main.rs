@@ -25,6 +25,7 @@ mod plans;
 mod pointer;
 mod projects;
 mod races;
+mod read_cache;
 mod resolve;
 mod rounds;
 mod snapshots;

@@ -22,6 +22,19 @@ pub struct TestApp {
     _pg: Option<PgDatabase>,
 }
 
+/// A `snapreg serve` process on the test app's database; killed when dropped.
+pub struct ProcessReplica {
+    pub base: String,
+    child: std::process::Child,
+}
+
+impl Drop for ProcessReplica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A response as a client sees it.
 #[derive(Debug)]
 pub struct Reply {
@@ -168,9 +181,40 @@ impl TestApp {
         start(&self.config)
     }
 
-    /// `snapreg <args>` on the app's database and artifact store, as an
-    /// operator runs it: the exit code and what it printed.
-    pub fn cli(&self, args: &[&str]) -> (i32, String) {
+    /// Another replica in a process of its own (`snapreg serve`), so that
+    /// it shares nothing in memory with this one.
+    pub async fn process_replica(&self) -> ProcessReplica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = self
+            .command(&["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("SNAPREG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("snapreg serve starts");
+        let replica = ProcessReplica {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        for _ in 0..400 {
+            let ready = self
+                .client
+                .get(format!("{}/readyz", replica.base))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return replica;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the replica process did not become ready");
+    }
+
+    /// `snapreg <args>` on the app's database and artifact store.
+    fn command(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapreg"));
         command
             .args(args)
@@ -183,7 +227,14 @@ impl TestApp {
                 .arg("--blob-store")
                 .arg(self.config.blob_location.to_string());
         }
-        let output = command
+        command
+    }
+
+    /// `snapreg <args>` on the app's database and artifact store, as an
+    /// operator runs it: the exit code and what it printed.
+    pub fn cli(&self, args: &[&str]) -> (i32, String) {
+        let output = self
+            .command(args)
             .env("RUST_LOG", "error")
             .output()
             .expect("snapreg runs");
