@@ -581,7 +581,8 @@ fn main() -> Result<(), Failure> {
     let answers = client.answers.into_inner().map_err(|e| e.to_string())?;
     let window = restart_window.into_inner().map_err(|e| e.to_string())?;
     // The service has this long after the restart command returned to
-    // reconnect: a pooled connection is validated at checkout.
+    // reconnect: after a dead connection is seen, pooled ones are tested
+    // at checkout (`db::with_connection`).
     let recovery = Duration::from_secs(2);
 
     let mut by_op: BTreeMap<&str, BTreeMap<u16, usize>> = BTreeMap::new();

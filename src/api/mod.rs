@@ -93,8 +93,7 @@ impl AppState {
         let request_id = crate::logging::current_request_id();
         web::block(move || {
             crate::logging::on_thread(request_id, || {
-                let mut conn = pool.get()?;
-                wake.around(|| f(&mut conn))
+                crate::db::with_connection(&pool, |conn| wake.around(|| f(conn)))
             })
         })
         .await

@@ -20,6 +20,7 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use failure::DbErrorKind;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// One query layer for both backends; the few dialect differences (row
@@ -101,7 +102,12 @@ impl ManageConnection for Manager {
         .map_err(diesel::r2d2::Error::ConnectionError)
     }
 
+    /// Called at each checkout; tests only while connections are suspect
+    /// (`with_connection`).
     fn is_valid(&self, conn: &mut DbConn) -> std::result::Result<(), Self::Error> {
+        if epoch_millis() >= SUSPECT_UNTIL.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }
 
@@ -160,13 +166,62 @@ pub fn connect_with(
         .max_size(pool_size)
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(10))
-        // A PostgreSQL connection killed by a server restart is found and
-        // replaced at checkout (one `SELECT 1`); a SQLite file needs no check.
-        .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
+        // Costs nothing unless a dead connection was seen lately (`is_valid`).
+        .test_on_check_out(true)
         .connection_customizer(Box::new(ConnectionSettings { busy_timeout }))
         .build(manager)?;
     migrate(&mut *pool.get()?)?;
     Ok(pool)
+}
+
+/// Until when (milliseconds since the epoch) connections are tested as they
+/// leave the pool: for a while after one was found dead.
+static SUSPECT_UNTIL: AtomicU64 = AtomicU64::new(0);
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+fn epoch_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs `f` on a connection from the pool.
+///
+/// Connections are not tested when they leave the pool: a `SELECT 1` each
+/// time cost a round trip per request on PostgreSQL. A PostgreSQL
+/// connection that died while it sat there (the server restarted) is found
+/// by a statement failing instead. The request answers `503` with
+/// `Retry-After`, the connection is discarded, and for `SUSPECT_FOR`
+/// connections are tested at checkout, so that the pool's other dead ones
+/// are replaced before a request meets them.
+pub fn with_connection<T, F>(pool: &DbPool, f: F) -> Result<T>
+where
+    F: FnOnce(&mut DbConn) -> Result<T>,
+{
+    let mut conn = pool.get()?;
+    let result = f(&mut conn);
+    if let Err(Error::Database {
+        kind: DbErrorKind::Unavailable,
+        ..
+    }) = &result
+    {
+        if is_dead(&mut conn) {
+            let until = epoch_millis() + SUSPECT_FOR.as_millis() as u64;
+            SUSPECT_UNTIL.fetch_max(until, Ordering::SeqCst);
+        }
+    }
+    result
+}
+
+/// Whether a PostgreSQL connection is gone; if so, it is marked so that the
+/// pool drops it (`ManageConnection::has_broken`) rather than hand it out.
+fn is_dead(conn: &mut DbConn) -> bool {
+    let DbConn::Pg(c) = conn else { return false };
+    if R2D2Connection::ping(c).is_ok() {
+        return false;
+    }
+    AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error();
+    true
 }
 
 /// Runs the pending embedded migrations of the connection's backend.
