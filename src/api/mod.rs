@@ -156,7 +156,14 @@ pub fn endpoints() -> Vec<Endpoint> {
     use Needs::{Open, Role as R, Unscoped};
     use Role::{Admin, Builder, Maintainer, Reader};
     vec![
-        // The scheduler's reads, many a second: first for the router.
+        // The scheduler's reads and builders' heartbeats, many a second:
+        // first for the router.
+        endpoint(
+            "/v1/images/{image}/heartbeat",
+            M::POST,
+            R(Builder),
+            leases::heartbeat,
+        ),
         endpoint(
             "/v1/projects/{project}/plans/{plan}/image",
             M::GET,
@@ -303,12 +310,6 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint("/v1/images/{image}", M::GET, R(Reader), images::get),
         endpoint("/v1/images/{image}", M::PATCH, R(Builder), images::update),
-        endpoint(
-            "/v1/images/{image}/heartbeat",
-            M::POST,
-            R(Builder),
-            leases::heartbeat,
-        ),
         endpoint(
             "/v1/images/{image}/artifact",
             M::PUT,
