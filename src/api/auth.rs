@@ -275,12 +275,24 @@ async fn permit(
             .cloned()
             .ok_or_else(|| Error::Internal("no application state".into()))?;
         let lookup_ref = reference.clone();
-        let read = state.run(move |conn| lookup::project_id_of(conn, kind, &lookup_ref));
-        let project = state
+        // "Names nothing" is an error to the cache, so it is never kept: the
+        // resource may be created a moment later through another replica.
+        let read = async {
+            let found = state.run(move |conn| lookup::project_id_of(conn, kind, &lookup_ref));
+            found
+                .await?
+                .ok_or_else(|| Error::not_found(param, &reference))
+        };
+        let project = match state
             .reads
             .project_of
             .get_or_read((kind, reference.clone()), read)
-            .await?;
+            .await
+        {
+            Ok(id) => Some(id),
+            Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
         if project.is_some_and(|id| !principal.sees(&id)) {
             return Err(Error::not_found(param, &reference));
         }

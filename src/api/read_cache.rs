@@ -98,5 +98,5 @@ pub struct ReadCaches {
     /// By (project, plan, `?snapshot=`): the image as JSON.
     pub plan_image: ReadCache<(String, String, Option<String>), bytes::Bytes>,
     /// By what a path names: the project it belongs to, for scoped tokens.
-    pub project_of: ReadCache<(Addressed, String), Option<String>>,
+    pub project_of: ReadCache<(Addressed, String), String>,
 }

@@ -105,7 +105,7 @@ impl ManageConnection for Manager {
     /// Called at each checkout; tests only while connections are suspect
     /// (`with_connection`).
     fn is_valid(&self, conn: &mut DbConn) -> std::result::Result<(), Self::Error> {
-        if epoch_millis() >= SUSPECT_UNTIL.load(Ordering::SeqCst) {
+        if millis() >= SUSPECT_UNTIL.load(Ordering::SeqCst) {
             return Ok(());
         }
         conn.ping().map_err(diesel::r2d2::Error::QueryError)
@@ -174,15 +174,19 @@ pub fn connect_with(
     Ok(pool)
 }
 
-/// Until when (milliseconds since the epoch) connections are tested as they
-/// leave the pool: for a while after one was found dead.
+/// Until when (milliseconds on `millis`'s clock) connections are tested as
+/// they leave the pool: for a while after one was found dead.
 static SUSPECT_UNTIL: AtomicU64 = AtomicU64::new(0);
 const SUSPECT_FOR: Duration = Duration::from_secs(10);
 
-fn epoch_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Milliseconds since the first call, on the monotonic clock (a wall clock
+/// stepped back would test every checkout for that long).
+fn millis() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 /// Runs `f` on a connection from the pool.
@@ -206,7 +210,7 @@ where
     }) = &result
     {
         if is_dead(&mut conn) {
-            let until = epoch_millis() + SUSPECT_FOR.as_millis() as u64;
+            let until = millis() + SUSPECT_FOR.as_millis() as u64;
             SUSPECT_UNTIL.fetch_max(until, Ordering::SeqCst);
         }
     }
