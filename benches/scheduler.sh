@@ -46,6 +46,8 @@ run() { # port script
 first=$(run "$bare" bare.lua)
 current=$(run "$service" current.lua)
 image=$(run "$service" image.lua)
+image_fresh=$(run "$service" image_fresh.lua)
+current_fresh=$(run "$service" current_fresh.lua)
 cond=$(run "$service" current_304.lua)
 second=$(run "$bare" bare.lua)
 heartbeat=$(run "$service" heartbeat.lua)
@@ -65,5 +67,7 @@ row() { # label "rate p99 errors"
 row "bare single-row read (ceiling)" "$ceiling"
 row "GET …/plans/{plan}/image" "$image"
 row "GET …/current" "$current"
+row "GET …/plans/{plan}/image, no-cache (from the database)" "$image_fresh"
+row "GET …/current, no-cache (from the database)" "$current_fresh"
 row "GET …/current, If-None-Match → 304" "$cond"
 row "POST …/heartbeat" "$heartbeat"

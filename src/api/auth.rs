@@ -4,6 +4,7 @@
 //! probe which projects exist), then the role the route needs (403).
 //! `/healthz`, `/readyz` and `/openapi.yaml` are always open.
 
+use super::read_cache::Fresh;
 use super::AppState;
 use crate::auth::{same_secret, Principal, Role};
 use crate::error::Error;
@@ -286,7 +287,7 @@ async fn permit(
         let project = match state
             .reads
             .project_of
-            .get_or_read((kind, reference.clone()), read)
+            .get_or_read((kind, reference.clone()), Fresh::Kept, read)
             .await
         {
             Ok(id) => Some(id),

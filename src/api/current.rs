@@ -4,6 +4,7 @@
 //! honours `If-Match` and answers with the new `ETag`.
 
 use super::body::{Body, OptionalBody};
+use super::read_cache::Fresh;
 use super::views::{json_bytes, PageJson, PointerMoveJson, SnapshotJson};
 use super::{AppState, PageQuery};
 use crate::error::{Error, Result};
@@ -62,7 +63,12 @@ pub async fn get(
             Ok((current.seq, body.transpose()?))
         }
     };
-    let (seq, body) = state.reads.current.get_or_read(project, read).await?;
+    let fresh = Fresh::of(&req);
+    let (seq, body) = state
+        .reads
+        .current
+        .get_or_read(project, fresh, read)
+        .await?;
     let tag = (header::ETAG, etag(seq));
     let Some(body) = body else {
         let mut response = Error::NoCurrentSnapshot.error_response();

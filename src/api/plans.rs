@@ -2,6 +2,7 @@
 //! `GET …/plans/{plan}/image`.
 
 use super::body::Body;
+use super::read_cache::Fresh;
 use super::views::{json_bytes, ImageJson, PageJson, PlanJson};
 use super::{created, AppState, PageQuery};
 use crate::db::rows::PlanStatus;
@@ -9,7 +10,7 @@ use crate::error::Result;
 use crate::input::{self, Arch, Name, Slug};
 use crate::registry::plans::{self, NewPlan, PlanChanges};
 use crate::registry::{resolve, Actor};
-use actix_web::{mime, web, HttpResponse};
+use actix_web::{mime, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -112,6 +113,7 @@ pub async fn update(
 /// The image this plan builds on, following `snapshot_plan_id`.
 pub async fn image(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     query: web::Query<ImageQuery>,
 ) -> Result<HttpResponse> {
@@ -126,7 +128,8 @@ pub async fn image(
             json_bytes(&ImageJson::from(image))
         }
     };
-    let body = state.reads.plan_image.get_or_read(key, read).await?;
+    let fresh = Fresh::of(&req);
+    let body = state.reads.plan_image.get_or_read(key, fresh, read).await?;
     Ok(HttpResponse::Ok()
         .content_type(mime::APPLICATION_JSON)
         .body(body))

@@ -16,6 +16,8 @@
 use crate::db::write_clock::WRITES;
 use crate::error::Result;
 use crate::registry::lookup::Addressed;
+use actix_web::http::header;
+use actix_web::HttpRequest;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -26,6 +28,32 @@ use std::time::{Duration, Instant};
 pub const MAX_AGE: Duration = Duration::from_secs(1);
 /// Entries kept before the cache starts afresh (a bound on memory).
 const MAX_ENTRIES: usize = 10_000;
+
+/// Whether a client takes a kept answer. `Cache-Control: no-cache` (or
+/// `Pragma: no-cache`) asks for the database's: a scheduler that must see
+/// a move made through another replica at once sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    Kept,
+    FromDatabase,
+}
+
+impl Fresh {
+    pub fn of(req: &HttpRequest) -> Fresh {
+        let no_cache = [header::CACHE_CONTROL, header::PRAGMA].iter().any(|name| {
+            req.headers()
+                .get_all(name)
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+        });
+        if no_cache {
+            Fresh::FromDatabase
+        } else {
+            Fresh::Kept
+        }
+    }
+}
 
 struct Entry<V> {
     stamp: u64,
@@ -46,13 +74,14 @@ impl<K, V> Default for ReadCache<K, V> {
 }
 
 impl<K: Eq + Hash, V: Clone> ReadCache<K, V> {
-    /// The kept answer for `key` if it is still good, else `read`'s, which
-    /// is kept when no write overlapped it.
-    pub async fn get_or_read<F>(&self, key: K, read: F) -> Result<V>
+    /// The kept answer for `key` if it is still good (and the client did
+    /// not ask for a fresh one), else `read`'s, which is kept when no write
+    /// overlapped it.
+    pub async fn get_or_read<F>(&self, key: K, fresh: Fresh, read: F) -> Result<V>
     where
         F: Future<Output = Result<V>>,
     {
-        if let Some(value) = self.get(&key) {
+        if let Some(value) = self.get(&key).filter(|_| fresh == Fresh::Kept) {
             return Ok(value);
         }
         // Both taken before the read: the entry is then no newer than the

@@ -13,23 +13,24 @@ const MOVES: usize = 30;
 
 /// The snapshot `GET …/current` and `GET …/plans/debian/image` name at `base`.
 async fn pointer_seen(base: &str) -> (String, String) {
+    pointer_read(base, &[]).await
+}
+
+/// The same, with these request headers.
+async fn pointer_read(base: &str, headers: &[(&str, &str)]) -> (String, String) {
     let http = client(Some(ADMIN_TOKEN));
-    let mut current = http
-        .get(format!("{base}/v1/projects/web/current"))
-        .send()
-        .await
-        .expect("current answers");
-    let current: Value = current.json().await.expect("current is JSON");
-    let mut image = http
-        .get(format!("{base}/v1/projects/web/plans/debian/image"))
-        .send()
-        .await
-        .expect("image answers");
-    let image: Value = image.json().await.expect("image is JSON");
-    (
-        id(&current),
-        image["snapshot_id"].as_str().unwrap_or("").to_owned(),
-    )
+    let mut answers = Vec::new();
+    for path in ["current", "plans/debian/image"] {
+        let mut request = http.get(format!("{base}/v1/projects/web/{path}"));
+        for (name, value) in headers {
+            request = request.insert_header((*name, *value));
+        }
+        let mut response = request.send().await.expect("the replica answers");
+        let body: Value = response.json().await.expect("a JSON answer");
+        answers.push(body);
+    }
+    let snapshot_of_image = answers[1]["snapshot_id"].as_str().unwrap_or("").to_owned();
+    (id(&answers[0]), snapshot_of_image)
 }
 
 async fn web_with_snapshots(app: &TestApp, count: usize) -> Vec<String> {
@@ -98,6 +99,12 @@ async fn a_move_through_another_replica_is_seen_within_a_second() {
             .await
             .expect("the other replica answers");
         assert_eq!(moved.status(), 200, "move {n}");
+        let fresh = pointer_read(&app.base, &[("cache-control", "no-cache")]).await;
+        assert_eq!(
+            (&fresh.0, &fresh.1),
+            (target, target),
+            "move {n}: a no-cache read at once"
+        );
         actix_rt::time::sleep(Duration::from_secs(1)).await;
         let seen = pointer_seen(&app.base).await;
         assert_eq!(
