@@ -41,7 +41,28 @@ macro_rules! by_ref {
         }
     };
 }
-pub(crate) use by_ref;
+
+/// `by_ref!` for a query that is not boxed, on the hot read path:
+/// `with_ref!(query, projects, reference, |q| q.load(conn))` runs the
+/// expression on the query narrowed to the row `reference` names. Each case
+/// is then a query type of its own, which diesel finds in its statement
+/// cache by type; a boxed query is found by its SQL text, rendered anew at
+/// every call (13 % of the scheduler's read in a profile).
+macro_rules! with_ref {
+    ($query:expr, $table:ident, $reference:expr, |$narrowed:ident| $then:expr) => {
+        match $reference {
+            $crate::input::Ref::Id(id) => {
+                let $narrowed = $query.filter($table::id.eq(id));
+                $then
+            }
+            $crate::input::Ref::Slug(slug) => {
+                let $narrowed = $query.filter($table::slug.eq(slug.as_str().to_owned()));
+                $then
+            }
+        }
+    };
+}
+pub(crate) use with_ref;
 
 /// The project a path segment names (id or slug); anything else is 404.
 pub fn project(conn: &mut DbConn, reference: &str) -> Result<ProjectRow> {

@@ -57,11 +57,10 @@ pub fn get_current(conn: &mut DbConn, project: &str) -> Result<Current> {
             projects::current_seq,
             Option::<SnapshotRow>::as_select(),
             Option::<ImageRow>::as_select(),
-        ))
-        .into_boxed();
+        ));
     let reference = Ref::parse(project).ok_or_else(not_found)?;
     let rows: Vec<(i64, Option<SnapshotRow>, Option<ImageRow>)> =
-        lookup::by_ref!(query, projects, reference).load(conn)?;
+        lookup::with_ref!(query, projects, reference, |q| q.load(conn))?;
     let mut rows = rows.into_iter();
     let (seq, snapshot, first) = rows.next().ok_or_else(not_found)?;
     let snapshot = snapshot.map(|snapshot| SnapshotView {

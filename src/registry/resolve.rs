@@ -3,7 +3,7 @@
 //! statement: project → plan → (the plan it borrows from) → image in the
 //! current (or requested) snapshot.
 
-use super::lookup::{self, by_ref};
+use super::lookup::{self, with_ref};
 use crate::db::rows::ImageRow;
 use crate::db::schema::{images, plans, projects, snapshots};
 use crate::db::DbConn;
@@ -39,10 +39,11 @@ pub fn plan_image(
                 .select((
                     projects::current_snapshot_id,
                     Option::<ImageRow>::as_select(),
-                ))
-                .into_boxed();
-            let query = by_ref!(by_ref!(query, projects, project_ref), plans, plan_ref);
-            let row: Option<(Option<String>, Option<ImageRow>)> = query.unique(conn)?;
+                ));
+            let row: Option<(Option<String>, Option<ImageRow>)> =
+                with_ref!(query, projects, project_ref, |q| {
+                    with_ref!(q, plans, plan_ref, |q| q.unique(conn))
+                })?;
             let (snapshot_id, image) = row.ok_or_else(|| missing(conn, project, plan))?;
             let snapshot_id = snapshot_id.ok_or(Error::NoCurrentSnapshot)?;
             (snapshot_id, image)
@@ -62,10 +63,11 @@ pub fn plan_image(
                         .eq(snapshots::id)
                         .and(images::plan_id.eq(source_plan))),
                 )
-                .select((snapshots::id.nullable(), Option::<ImageRow>::as_select()))
-                .into_boxed();
-            let query = by_ref!(by_ref!(query, projects, project_ref), plans, plan_ref);
-            let row: Option<(Option<String>, Option<ImageRow>)> = query.unique(conn)?;
+                .select((snapshots::id.nullable(), Option::<ImageRow>::as_select()));
+            let row: Option<(Option<String>, Option<ImageRow>)> =
+                with_ref!(query, projects, project_ref, |q| {
+                    with_ref!(q, plans, plan_ref, |q| q.unique(conn))
+                })?;
             let (snapshot_id, image) = row.ok_or_else(|| missing(conn, project, plan))?;
             let snapshot_id =
                 snapshot_id.ok_or_else(|| Error::unknown_reference("snapshot", requested))?;
