@@ -287,7 +287,7 @@ async fn permit(
         let project = match state
             .reads
             .project_of
-            .get_or_read((kind, reference.clone()), Fresh::Kept, read)
+            .get_or_read((kind, reference.clone()), Fresh::of(req.request()), read)
             .await
         {
             Ok(id) => Some(id),
