@@ -281,11 +281,26 @@ impl Application {
             stream_keepalive: config.stream_keepalive,
             lxc_expiry: config.lxc_expiry,
             reads: Default::default(),
+            writer: match &config.database_url {
+                DatabaseUrl::Sqlite(path) => Some(db::writer::Writer::new(
+                    path.clone(),
+                    config.sqlite_busy_timeout,
+                )),
+                DatabaseUrl::Postgres(_) => None,
+            },
         });
         if config.admin_token.is_none() {
             bootstrap_admin(&state, &config.data_dir)?;
         }
         let mut background = Background::default();
+        if state.writer.is_some() {
+            let pool = state.pool.clone();
+            background.every("checkpoint", db::CHECKPOINT_EVERY, move || {
+                if let Err(e) = db::checkpoint(&pool) {
+                    log::warn!("WAL checkpoint failed: {e:?}");
+                }
+            });
+        }
         if let Some(interval) = config.gc_interval {
             // Retention on a loop of its own: what it deletes becomes garbage for gc.
             let (retained, url) = (state.clone(), config.database_url.clone());

@@ -71,6 +71,8 @@ pub struct AppState {
     pub lxc_expiry: Duration,
     /// The scheduler's hot reads, answered from memory while still good.
     pub reads: read_cache::ReadCaches,
+    /// SQLite: the connection write transactions run on (`db::writer`).
+    pub writer: Option<Arc<crate::db::writer::Writer>>,
 }
 
 impl AppState {
@@ -89,11 +91,15 @@ impl AppState {
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let (pool, wake) = (self.pool.clone(), self.wake.clone());
+        let (pool, wake, writer) = (self.pool.clone(), self.wake.clone(), self.writer.clone());
         let request_id = crate::logging::current_request_id();
         web::block(move || {
             crate::logging::on_thread(request_id, || {
-                crate::db::with_connection(&pool, |conn| wake.around(|| f(conn)))
+                let work = || crate::db::with_connection(&pool, |conn| wake.around(|| f(conn)));
+                match &writer {
+                    Some(writer) => writer.lend(work),
+                    None => work(),
+                }
             })
         })
         .await

@@ -9,6 +9,7 @@ pub mod rounds;
 pub mod rows;
 pub mod schema;
 pub mod write_clock;
+pub mod writer;
 
 use crate::error::{Error, Result};
 use crate::metrics::METRICS;
@@ -122,6 +123,10 @@ impl ManageConnection for Manager {
 #[derive(Debug)]
 struct ConnectionSettings {
     busy_timeout: Duration,
+    /// WAL pages after which a commit also checkpoints (SQLite's default
+    /// 1000); 0 on the write connection, whose checkpoints run off the
+    /// write path (`writer::Writer::checkpoint`).
+    autocheckpoint: u32,
 }
 
 impl CustomizeConnection<DbConn, diesel::r2d2::Error> for ConnectionSettings {
@@ -131,8 +136,10 @@ impl CustomizeConnection<DbConn, diesel::r2d2::Error> for ConnectionSettings {
             // crashed or concurrent process may still hold for a moment.
             c.batch_execute(&format!(
                 "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                self.busy_timeout.as_millis()
+                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                 PRAGMA wal_autocheckpoint = {};",
+                self.busy_timeout.as_millis(),
+                self.autocheckpoint
             ))
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
@@ -168,7 +175,10 @@ pub fn connect_with(
         .connection_timeout(Duration::from_secs(10))
         // Costs nothing unless a dead connection was seen lately (`is_valid`).
         .test_on_check_out(true)
-        .connection_customizer(Box::new(ConnectionSettings { busy_timeout }))
+        .connection_customizer(Box::new(ConnectionSettings {
+            busy_timeout,
+            autocheckpoint: 1000,
+        }))
         .build(manager)?;
     migrate(&mut *pool.get()?)?;
     Ok(pool)
@@ -226,6 +236,20 @@ fn is_dead(conn: &mut DbConn) -> bool {
     }
     AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error();
     true
+}
+
+/// Every `CHECKPOINT_EVERY`, `serve` copies the SQLite WAL's pages into the
+/// database file (and syncs it) off the write path.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// SQLite: a passive checkpoint, which never waits for writers nor makes
+/// them wait; nothing on PostgreSQL.
+pub fn checkpoint(pool: &DbPool) -> Result<()> {
+    let mut conn = pool.get()?;
+    if let DbConn::Sqlite(c) = &mut *conn {
+        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?;
+    }
+    Ok(())
 }
 
 /// Runs the pending embedded migrations of the connection's backend.
@@ -313,7 +337,12 @@ where
             let _turn = matches!(conn, DbConn::Sqlite(_)).then(|| SQLITE_WRITERS.wait_turn());
             // Cached reads are forgotten from here until after the commit.
             let _writing = write_clock::WRITES.writing();
-            begin_write(conn).and_then(|()| finish(conn, &mut f))
+            let mut run = |conn: &mut DbConn| begin_write(conn).and_then(|()| finish(conn, &mut f));
+            // SQLite: on the process's write connection, when one is lent.
+            match writer::lent().filter(|_| matches!(conn, DbConn::Sqlite(_))) {
+                Some(writer) => writer.with(run),
+                None => run(conn),
+            }
         };
         match result {
             Err(Error::Database {
