@@ -293,10 +293,9 @@ impl Application {
             bootstrap_admin(&state, &config.data_dir)?;
         }
         let mut background = Background::default();
-        if state.writer.is_some() {
-            let pool = state.pool.clone();
-            background.every("checkpoint", db::CHECKPOINT_EVERY, move || {
-                if let Err(e) = db::checkpoint(&pool) {
+        if let Some(writer) = state.writer.clone() {
+            background.every("checkpoint", db::writer::CHECKPOINT_EVERY, move || {
+                if let Err(e) = writer.checkpoint() {
                     log::warn!("WAL checkpoint failed: {e:?}");
                 }
             });

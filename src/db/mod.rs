@@ -124,8 +124,7 @@ impl ManageConnection for Manager {
 struct ConnectionSettings {
     busy_timeout: Duration,
     /// WAL pages after which a commit also checkpoints (SQLite's default
-    /// 1000); 0 on the write connection, whose checkpoints run off the
-    /// write path (`writer::Writer::checkpoint`).
+    /// 1000); 0 on the write connection (`writer`).
     autocheckpoint: u32,
 }
 
@@ -236,20 +235,6 @@ fn is_dead(conn: &mut DbConn) -> bool {
     }
     AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error();
     true
-}
-
-/// Every `CHECKPOINT_EVERY`, `serve` copies the SQLite WAL's pages into the
-/// database file (and syncs it) off the write path.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-
-/// SQLite: a passive checkpoint, which never waits for writers nor makes
-/// them wait; nothing on PostgreSQL.
-pub fn checkpoint(pool: &DbPool) -> Result<()> {
-    let mut conn = pool.get()?;
-    if let DbConn::Sqlite(c) = &mut *conn {
-        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?;
-    }
-    Ok(())
 }
 
 /// Runs the pending embedded migrations of the connection's backend.
