@@ -81,7 +81,12 @@ fn args() -> Args {
 
 fn main() -> Result<(), Failure> {
     let args = args();
-    let dir = tempfile::tempdir()?;
+    // Serving, the data lives in the caller's directory: the caller stops
+    // this process with a kill, which leaves no chance to remove it.
+    let dir = match &args.serve {
+        Some(serve) => tempfile::tempdir_in(serve)?,
+        None => tempfile::tempdir()?,
+    };
     let scratch = common::Scratch::new(args.postgres.as_deref(), "bench", dir.path())?;
     let url = scratch.url.clone();
     let backend = scratch.backend();

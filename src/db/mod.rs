@@ -2,6 +2,7 @@
 //! per-connection settings, embedded migrations, and the write transaction
 //! every mutating operation runs in.
 
+pub mod batch;
 pub mod failure;
 pub mod listen;
 pub mod queue;
@@ -316,17 +317,17 @@ where
 {
     let mut attempt = 1;
     loop {
-        let result = {
-            // SQLite: one writer at a time anyway; they queue here, in
-            // order, rather than poll SQLite's busy handler (`queue`).
-            let _turn = matches!(conn, DbConn::Sqlite(_)).then(|| SQLITE_WRITERS.wait_turn());
-            // Cached reads are forgotten from here until after the commit.
-            let _writing = write_clock::WRITES.writing();
-            let mut run = |conn: &mut DbConn| begin_write(conn).and_then(|()| finish(conn, &mut f));
+        let sqlite = matches!(conn, DbConn::Sqlite(_));
+        let result = match writer::lent().filter(|_| sqlite) {
             // SQLite: on the process's write connection, when one is lent.
-            match writer::lent().filter(|_| matches!(conn, DbConn::Sqlite(_))) {
-                Some(writer) => writer.with(run),
-                None => run(conn),
+            Some(writer) => writer.write(&mut f),
+            None => {
+                // SQLite: one writer at a time anyway; they queue here, in
+                // order, rather than poll SQLite's busy handler (`queue`).
+                let _turn = sqlite.then(|| SQLITE_WRITERS.wait_turn(queue::UNTAGGED));
+                // Cached reads are forgotten from here until after the commit.
+                let _writing = write_clock::WRITES.writing();
+                begin_write(conn).and_then(|()| finish(conn, &mut f))
             }
         };
         match result {

@@ -8,27 +8,37 @@
 //! stay on the pool. (Background rounds and the CLI still write on pooled
 //! connections; they take the same turns.)
 //!
+//! Consecutive write transactions share one commit there (`batch`).
+//!
 //! Its commits never checkpoint (`wal_autocheckpoint = 0`): the commit that
 //! crossed 1000 WAL pages used to copy them into the database file and sync
 //! it while every queued writer waited. `checkpoint` does that work instead,
 //! on a connection of its own, in two passes (see there).
 
-use super::{ConnectionSettings, DbConn, SQLITE_WRITERS};
+use super::batch::{self, Batch};
+use super::failure::DbErrorKind;
+use super::queue::UNTAGGED;
+use super::{begin_write, write_clock, ConnectionSettings, DbConn, SQLITE_WRITERS};
 use crate::error::{Error, Result};
-use diesel::connection::{Connection, SimpleConnection};
+use diesel::connection::{Connection, SimpleConnection, TransactionManager};
 use diesel::r2d2::{CustomizeConnection, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
 use diesel::RunQueryDsl;
 use std::cell::RefCell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How often `serve` checkpoints.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// WAL pages (64 MiB) beyond which a checkpoint holds the writers' turn for
-/// its second pass. Below it, quiet moments let the WAL restart by itself.
+/// WAL pages (64 MiB) beyond which a checkpoint ends with a pass holding the
+/// writers' turn. Below it, quiet moments let the WAL restart by itself.
 const CATCH_UP_PAGES: i32 = 16_384;
+/// At most this many pages (1 MiB) appended during the last pass before
+/// the held one, unless `CATCH_UP_PASSES` passes did not get there.
+const HELD_PAGES: i32 = 256;
+const CATCH_UP_PASSES: usize = 8;
 
 /// A row of `PRAGMA wal_checkpoint`: the WAL's length in pages.
 #[derive(diesel::QueryableByName)]
@@ -40,10 +50,40 @@ struct Checkpointed {
 pub struct Writer {
     path: PathBuf,
     busy_timeout: Duration,
-    /// Opened at the first write; dropped when a failure left it broken.
-    conn: Mutex<Option<DbConn>>,
+    slot: Mutex<Slot>,
     /// The checkpoints' own connection (never waiting for the pool).
     checkpointer: Mutex<Option<DbConn>>,
+    /// The database file, for `sync_database`. Never closed: closing any
+    /// descriptor of a file drops every POSIX lock this process holds on
+    /// it, SQLite's included (see `Drop`).
+    database_file: Mutex<Option<std::fs::File>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(file) = self.database_file.get_mut().ok().and_then(Option::take) {
+            std::mem::forget(file);
+        }
+    }
+}
+
+/// The write connection (opened at the first write, dropped when a failure
+/// left it broken) and the batch open on it.
+#[derive(Default)]
+struct Slot {
+    conn: Option<DbConn>,
+    batch: Option<Batch>,
+}
+
+impl Slot {
+    /// Gives up the open batch: closing the connection rolls it back, and
+    /// its members are told (they run again, see `write`).
+    fn abandon(&mut self, why: &str) {
+        self.conn = None;
+        if let Some(batch) = self.batch.take() {
+            batch.outcome.settle(Err(why.to_owned()));
+        }
+    }
 }
 
 thread_local! {
@@ -66,8 +106,9 @@ impl Writer {
         Arc::new(Writer {
             path,
             busy_timeout,
-            conn: Mutex::new(None),
+            slot: Mutex::default(),
             checkpointer: Mutex::new(None),
+            database_file: Mutex::new(None),
         })
     }
 
@@ -78,30 +119,126 @@ impl Writer {
         work()
     }
 
-    /// Runs `f` on the write connection.
-    pub(super) fn with<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
-        on(&self.conn, || self.open(0), f)
+    /// Runs `f` as one write transaction on the write connection, after its
+    /// turn in the queue: in a savepoint of the batch open there (one is
+    /// begun if none is), which the last member commits (`batch`). Answers
+    /// once that commit is done. A member that fails rolls back only its own
+    /// savepoint; a batch that cannot commit fails its members with
+    /// `Contention`, so that `db::write_tx` runs them again.
+    pub(super) fn write<T>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut DbConn) -> Result<T>,
+    ) -> Result<T> {
+        let tag = Arc::as_ptr(self) as usize;
+        let turn = SQLITE_WRITERS.wait_turn(tag);
+        // Cached reads are forgotten from here until after the commit.
+        let _writing = write_clock::WRITES.writing();
+        let mut guard = self.slot.lock().unwrap_or_else(|poisoned| {
+            self.slot.clear_poison();
+            let mut slot = poisoned.into_inner();
+            slot.abandon("a write panicked");
+            slot
+        });
+        let slot = &mut *guard;
+        let conn = match &mut slot.conn {
+            Some(conn) => conn,
+            empty => empty.insert(self.open(0)?),
+        };
+        if slot.batch.is_none() {
+            if let Err(e) = begin_write(conn) {
+                slot.abandon("cannot begin");
+                return Err(e);
+            }
+            slot.batch = Some(Batch::begun());
+        }
+        let (own, intact) = match catch_unwind(AssertUnwindSafe(|| in_savepoint(conn, f))) {
+            Ok(ran) => ran,
+            Err(panic) => {
+                // The next writer starts afresh; the lock is not poisoned.
+                slot.abandon("a write in the batch panicked");
+                drop(guard);
+                drop(turn);
+                resume_unwind(panic)
+            }
+        };
+        let Some(open) = slot.batch.as_ref() else {
+            return Err(Error::Internal("the write batch vanished".into()));
+        };
+        let outcome = open.outcome.clone();
+        if !intact {
+            slot.abandon("its transaction was lost");
+        } else if batch::ends_batch(turn.next_is(tag), open.open_for()) {
+            slot.batch = None;
+            // A failed commit was rolled back, or left the connection broken.
+            let committed = <DbConn as Connection>::TransactionManager::commit_transaction(conn);
+            if conn.is_broken() {
+                slot.conn = None;
+            }
+            outcome.settle(committed.map_err(|e| e.to_string()));
+        }
+        drop(guard);
+        drop(turn);
+        let ended = outcome.wait();
+        match (own, ended) {
+            (Err(own), _) => Err(own),
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(why)) => Err(Error::Database {
+                kind: DbErrorKind::Contention,
+                cause: format!("its batch was not committed: {why}"),
+            }),
+        }
     }
 
     /// Copies the WAL into the database file, so that the next write starts
-    /// it afresh. The first pass does the bulk without holding writers up.
-    /// Under steady writes it never catches up alone (writers append while
-    /// it copies), so once the WAL is longer than `CATCH_UP_PAGES`, a
-    /// second pass copies the pages since while holding the writers' turn.
-    /// Once every page is copied, the next writer restarts the WAL (and
-    /// `journal_size_limit` trims the file).
+    /// it afresh. The passes do not hold writers up, but under steady
+    /// writes they never catch up alone (writers append while they copy).
+    /// So once the WAL is longer than `CATCH_UP_PAGES`, passes repeat until
+    /// little was appended during the last one, and a final pass copies
+    /// that little while holding the writers' turn: that pass and its
+    /// `fsync`s are all writers wait for. Once every page is copied, the
+    /// next writer restarts the WAL (and `journal_size_limit` trims it).
     pub fn checkpoint(&self) -> Result<()> {
-        let pass = |conn: &mut DbConn| {
-            let done: Vec<Checkpointed> =
-                diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").load(conn)?;
-            Ok(done.first().map_or(0, |c| c.log))
-        };
-        let log = on(&self.checkpointer, || self.open(1000), pass)?;
+        let mut log = self.pass()?;
         if log < CATCH_UP_PAGES {
             return Ok(());
         }
-        let _turn = SQLITE_WRITERS.wait_turn();
-        on(&self.checkpointer, || self.open(1000), pass).map(|_| ())
+        self.sync_database()?;
+        for _ in 0..CATCH_UP_PASSES {
+            let before = log;
+            log = self.pass()?;
+            self.sync_database()?;
+            if log - before <= HELD_PAGES {
+                break;
+            }
+        }
+        let _turn = SQLITE_WRITERS.wait_turn(UNTAGGED);
+        self.pass().map(|_| ())
+    }
+
+    /// One passive checkpoint pass; returns the WAL's length in pages.
+    fn pass(&self) -> Result<i32> {
+        on(
+            &self.checkpointer,
+            || self.open(1000),
+            |conn| {
+                let done: Vec<Checkpointed> =
+                    diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").load(conn)?;
+                Ok(done.first().map_or(0, |c| c.log))
+            },
+        )
+    }
+
+    /// Syncs the pages the passes copied into the database file. SQLite
+    /// syncs it only in the pass that copies the last page; left to that,
+    /// the held pass would sync every pass's pages while writers wait.
+    fn sync_database(&self) -> Result<()> {
+        let failed = |e: std::io::Error| Error::Internal(format!("cannot sync the database: {e}"));
+        let mut file = self.database_file.lock().unwrap_or_else(|e| e.into_inner());
+        let file = match &mut *file {
+            Some(file) => file,
+            empty => empty.insert(std::fs::File::open(&self.path).map_err(failed)?),
+        };
+        file.sync_data().map_err(failed)
     }
 
     fn open(&self, autocheckpoint: u32) -> Result<DbConn> {
@@ -148,7 +285,122 @@ fn on<T>(
     result
 }
 
+/// Runs `f` in a savepoint; releases it when `f` succeeded, rolls back to
+/// it when not. Also says whether the batch's transaction is still intact:
+/// not if the savepoint could not be begun, released or rolled back to
+/// (SQLite rolls a whole transaction back on some errors, a full disk say).
+fn in_savepoint<T>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T>,
+) -> (Result<T>, bool) {
+    type Manager = <DbConn as Connection>::TransactionManager;
+    if let Err(e) = Manager::begin_transaction(conn) {
+        return (Err(e.into()), false);
+    }
+    match f(conn) {
+        Ok(value) => match Manager::commit_transaction(conn) {
+            Ok(()) => (Ok(value), true),
+            Err(e) => (Err(e.into()), false),
+        },
+        Err(error) => {
+            let intact = Manager::rollback_transaction(conn).is_ok();
+            (Err(error), intact)
+        }
+    }
+}
+
 /// The writer lent to this thread, if any.
 pub(super) fn lent() -> Option<Arc<Writer>> {
     LENT.with(|l| l.borrow().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::write_tx;
+    use std::sync::mpsc;
+
+    /// What a member does in its write transaction, after inserting its row.
+    #[derive(Clone, Copy)]
+    enum Then {
+        Succeed,
+        Fail,
+        Panic,
+    }
+
+    /// Runs three writers that queue in order behind a turn held here, so
+    /// that they share one batch; returns each one's answer (`None` for a
+    /// panic) and the rows committed.
+    fn three_members(middle: Then) -> (Vec<Option<bool>>, Vec<i32>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("batch.db");
+        let writer = Writer::new(path.clone(), Duration::from_secs(5));
+        let connect = || {
+            SqliteConnection::establish(&path.to_string_lossy())
+                .map(DbConn::Sqlite)
+                .expect("open")
+        };
+        connect()
+            .batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")
+            .expect("create");
+        let held = SQLITE_WRITERS.wait_turn(Arc::as_ptr(&writer) as usize);
+        let (answers, answered) = mpsc::channel();
+        for (i, then) in [Then::Succeed, middle, Then::Succeed]
+            .into_iter()
+            .enumerate()
+        {
+            let (writer, answers, mut conn) = (writer.clone(), answers.clone(), connect());
+            let queued = SQLITE_WRITERS.waiting();
+            std::thread::spawn(move || {
+                let ran = catch_unwind(AssertUnwindSafe(|| {
+                    writer.lend(|| {
+                        write_tx(&mut conn, |c| {
+                            diesel::sql_query(format!("INSERT INTO t VALUES ({i})")).execute(c)?;
+                            match then {
+                                Then::Succeed => Ok(()),
+                                Then::Fail => Err(Error::Conflict("refused".into())),
+                                Then::Panic => panic!("member {i} panics"),
+                            }
+                        })
+                    })
+                }));
+                answers.send((i, ran.ok().map(|r| r.is_ok()))).ok();
+            });
+            // Each queues after the one before it.
+            while SQLITE_WRITERS.waiting() <= queued {
+                std::thread::yield_now();
+            }
+        }
+        drop(held);
+        let mut got = vec![None; 3];
+        for _ in 0..3 {
+            let (i, answer) = answered
+                .recv_timeout(Duration::from_secs(10))
+                .expect("every member answers");
+            got[i] = answer;
+        }
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            x: i32,
+        }
+        let rows: Vec<Row> = diesel::sql_query("SELECT x FROM t ORDER BY x")
+            .load(&mut connect())
+            .expect("read");
+        (got, rows.into_iter().map(|r| r.x).collect())
+    }
+
+    #[test]
+    fn a_failing_member_rolls_back_only_its_own_writes() {
+        let (answers, rows) = three_members(Then::Fail);
+        assert_eq!(answers, [Some(true), Some(false), Some(true)]);
+        assert_eq!(rows, [0, 2]);
+    }
+
+    #[test]
+    fn a_panicking_member_neither_strands_nor_loses_the_others() {
+        let (answers, rows) = three_members(Then::Panic);
+        assert_eq!(answers, [Some(true), None, Some(true)]);
+        assert_eq!(rows, [0, 2]);
+    }
 }
