@@ -2,8 +2,9 @@
 //! [-- --projects N --snapshots M] [-- --serve DIR]`.
 //!
 //! With `--serve DIR` it only seeds and serves: it writes the service's and
-//! the ceiling's ports, the project ids and the pending image ids into DIR
-//! and runs until killed, for an outside load generator
+//! the ceiling's ports, the project ids and the pending image ids into DIR,
+//! and the rate and p99 of heartbeat transactions run on one thread without
+//! HTTP (the write ceiling of the heartbeat row), and runs until killed, for an outside load generator
 //! (`benches/scheduler.sh` drives it with wrk).
 //!
 //! Starts snapreg on SQLite (or on a fresh database of the PostgreSQL server
@@ -26,6 +27,7 @@ use snapreg::db::{DatabaseUrl, DbPool, Unique};
 use snapreg::input::Slug;
 use snapreg::pointer_rules::Precondition;
 use snapreg::registry::images::set_image_status;
+use snapreg::registry::leases::heartbeat;
 use snapreg::registry::plans::{create_plan, NewPlan};
 use snapreg::registry::projects::{create_project, NewProject};
 use snapreg::registry::snapshots::{create_snapshot, NewSnapshot};
@@ -111,6 +113,14 @@ fn main() -> Result<(), Failure> {
     let service = serve(move || Application::build(&config).map_err(|e| e.to_string()))?;
     let bare = serve_bare(pool.clone())?;
     if let Some(dir) = &args.serve {
+        let raw = raw_heartbeats(&pool, &seed.pending, Duration::from_secs(3))?;
+        let raw = format!(
+            "{:.0} {:.3} {}\n",
+            raw.rate(),
+            raw.percentile(0.99),
+            raw.errors
+        );
+        std::fs::write(dir.join("raw_heartbeat"), raw)?;
         std::fs::write(dir.join("ports"), format!("{service} {bare}\n"))?;
         std::fs::write(dir.join("project_ids"), seed.project_ids.join("\n") + "\n")?;
         std::fs::write(dir.join("pending_images"), seed.pending.join("\n") + "\n")?;
@@ -633,6 +643,27 @@ fn raw_transactions(
         }
     });
     let mut stats = results.into_inner().unwrap_or_default();
+    stats.latencies_us.sort_unstable();
+    Ok(stats)
+}
+
+/// The registry's heartbeat, one transaction after another on one thread
+/// and one pooled connection, no HTTP, round the pending images.
+fn raw_heartbeats(pool: &DbPool, images: &[String], duration: Duration) -> Result<Stats, Failure> {
+    let mut conn = pool.get()?;
+    let mut stats = Stats::default();
+    let started = Instant::now();
+    for id in images.iter().cycle() {
+        if started.elapsed() >= duration {
+            break;
+        }
+        let sent = Instant::now();
+        match heartbeat(&mut conn, id, Some("step 3/7".into())) {
+            Ok(_) => stats.latencies_us.push(sent.elapsed().as_micros() as u32),
+            Err(_) => stats.errors += 1,
+        }
+    }
+    stats.elapsed = started.elapsed();
     stats.latencies_us.sort_unstable();
     Ok(stats)
 }

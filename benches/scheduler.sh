@@ -9,7 +9,9 @@
 #
 # 40 projects × 4 plans × 10 active snapshots (the last current), plus
 # pending snapshots for the heartbeats; `wrk -t2 -c64 -d10s` per row; the
-# ceiling runs before and after the others and the higher counts.
+# ceiling runs before and after the others and the higher counts. The
+# heartbeats are also compared with the raw write rate: the same heartbeat
+# transaction run by the benchmark on one thread, without HTTP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 URL=${1:-}
@@ -27,6 +29,7 @@ server=$!
 for _ in $(seq 1 600); do [ -s "$work/ports" ] && break; sleep 0.5; done
 [ -s "$work/ports" ] || { cat "$work/serve.log"; exit 1; }
 read -r service bare <"$work/ports"
+read -r raw_rate raw_p99 _ <"$work/raw_heartbeat"
 token=bench-admin-token-0123456789abcdef
 for p in $(seq 0 39); do
   etag=$(curl -sI -H "Authorization: Bearer $token" "http://127.0.0.1:$service/v1/projects/p$p/current" \
@@ -71,3 +74,8 @@ row "GET …/plans/{plan}/image, no-cache (from the database)" "$image_fresh"
 row "GET …/current, no-cache (from the database)" "$current_fresh"
 row "GET …/current, If-None-Match → 304" "$cond"
 row "POST …/heartbeat" "$heartbeat"
+printf '\nThe heartbeat row beside the same transaction without HTTP, one thread (the raw write rate):\n\n'
+printf '| path | requests/s | p99 ms | vs raw rate |\n|---|---|---|---|\n'
+awk -v r="$raw_rate" -v p="$raw_p99" 'BEGIN { printf "| heartbeat transaction, one thread, no HTTP | %.0f | %.2f | 100%% |\n", r, p }'
+set -- $heartbeat
+awk -v h="$1" -v p="$2" -v r="$raw_rate" 'BEGIN { printf "| POST …/heartbeat, 64 connections | %.0f | %.2f | %.0f%% |\n", h, p, 100 * h / r }'

@@ -26,7 +26,38 @@ pub fn ends_batch(next_is_member: bool, open_for: Duration) -> bool {
     !next_is_member || open_for >= MAX_SPAN
 }
 
+/// Why a batch was not committed, for its members.
+#[derive(Clone, Debug)]
+pub struct Failed {
+    /// Nothing of the batch was committed: every member runs again, also
+    /// one whose own work failed (it may have failed on what an earlier
+    /// member wrote, which is gone now).
+    pub retry: bool,
+    pub cause: String,
+}
+
+impl Failed {
+    pub fn rolled_back(cause: impl Into<String>) -> Failed {
+        Failed {
+            retry: true,
+            cause: cause.into(),
+        }
+    }
+
+    /// A failed `COMMIT` was rolled back, unless diesel says the rollback
+    /// failed too: then whether it happened is not known, and running the
+    /// members again could apply them twice.
+    pub fn of_commit(error: diesel::result::Error) -> Failed {
+        Failed {
+            retry: !matches!(error, diesel::result::Error::RollbackErrorOnCommit { .. }),
+            cause: error.to_string(),
+        }
+    }
+}
+
 /// The write transaction open on the write connection, and its members.
+/// Dropped unsettled (a panic on the way to the commit), it tells its
+/// members it was rolled back.
 pub struct Batch {
     pub outcome: std::sync::Arc<Outcome>,
     began: Instant,
@@ -45,22 +76,30 @@ impl Batch {
     }
 }
 
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.outcome
+            .settle(Err(Failed::rolled_back("the batch was abandoned")));
+    }
+}
+
 /// How a batch ended, for the members waiting on it: committed, or why not.
 #[derive(Default)]
 pub struct Outcome {
-    settled: Mutex<Option<Result<(), String>>>,
+    settled: Mutex<Option<Result<(), Failed>>>,
     changed: Condvar,
 }
 
 impl Outcome {
-    pub fn settle(&self, outcome: Result<(), String>) {
+    /// The first outcome given is the one kept.
+    pub fn settle(&self, outcome: Result<(), Failed>) {
         let mut settled = self.settled.lock().unwrap_or_else(|e| e.into_inner());
         settled.get_or_insert(outcome);
         self.changed.notify_all();
     }
 
     /// Waits until the batch has ended.
-    pub fn wait(&self) -> Result<(), String> {
+    pub fn wait(&self) -> Result<(), Failed> {
         let mut settled = self.settled.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(outcome) = &*settled {

@@ -303,8 +303,9 @@ static SQLITE_WRITERS: queue::WriterQueue = queue::WriterQueue::new();
 pub const WRITE_ATTEMPTS: u32 = 5;
 
 /// Runs `f` in one write transaction, again from the start when it lost to
-/// a concurrent one (`DbErrorKind::Contention`), at most `WRITE_ATTEMPTS`
-/// times with a growing, jittered pause. That is safe because `f` does
+/// a concurrent one (`DbErrorKind::Contention`; on SQLite's write
+/// connection also when another write sank the commit it shared, see
+/// `batch`), at most `WRITE_ATTEMPTS` times with a growing, jittered pause. That is safe because `f` does
 /// nothing but database work: a failed attempt left nothing behind.
 ///
 /// On SQLite it begins `IMMEDIATE`, taking the write lock up front, so that

@@ -13,9 +13,9 @@
 //! Its commits never checkpoint (`wal_autocheckpoint = 0`): the commit that
 //! crossed 1000 WAL pages used to copy them into the database file and sync
 //! it while every queued writer waited. `checkpoint` does that work instead,
-//! on a connection of its own, in two passes (see there).
+//! on a connection of its own (see there).
 
-use super::batch::{self, Batch};
+use super::batch::{self, Batch, Failed};
 use super::failure::DbErrorKind;
 use super::queue::UNTAGGED;
 use super::{begin_write, write_clock, ConnectionSettings, DbConn, SQLITE_WRITERS};
@@ -79,10 +79,10 @@ impl Slot {
     /// Gives up the open batch: closing the connection rolls it back, and
     /// its members are told (they run again, see `write`).
     fn abandon(&mut self, why: &str) {
-        self.conn = None;
         if let Some(batch) = self.batch.take() {
-            batch.outcome.settle(Err(why.to_owned()));
+            batch.outcome.settle(Err(Failed::rolled_back(why)));
         }
+        self.conn = None;
     }
 }
 
@@ -123,8 +123,8 @@ impl Writer {
     /// turn in the queue: in a savepoint of the batch open there (one is
     /// begun if none is), which the last member commits (`batch`). Answers
     /// once that commit is done. A member that fails rolls back only its own
-    /// savepoint; a batch that cannot commit fails its members with
-    /// `Contention`, so that `db::write_tx` runs them again.
+    /// savepoint. A batch rolled back fails every member, whatever its own
+    /// answer was, with `Contention`, so that `db::write_tx` runs them again.
     pub(super) fn write<T>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut DbConn) -> Result<T>,
@@ -168,23 +168,28 @@ impl Writer {
         if !intact {
             slot.abandon("its transaction was lost");
         } else if batch::ends_batch(turn.next_is(tag), open.open_for()) {
-            slot.batch = None;
+            // Taken out first: a panic before it is settled settles it
+            // (`Batch`'s drop), so no member waits forever.
+            let ending = slot.batch.take();
             // A failed commit was rolled back, or left the connection broken.
             let committed = <DbConn as Connection>::TransactionManager::commit_transaction(conn);
             if conn.is_broken() {
                 slot.conn = None;
             }
-            outcome.settle(committed.map_err(|e| e.to_string()));
+            outcome.settle(committed.map_err(Failed::of_commit));
+            drop(ending);
         }
         drop(guard);
         drop(turn);
-        let ended = outcome.wait();
-        match (own, ended) {
-            (Err(own), _) => Err(own),
-            (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(why)) => Err(Error::Database {
+        match outcome.wait() {
+            Ok(()) => own,
+            Err(Failed { retry: true, cause }) => Err(Error::Database {
                 kind: DbErrorKind::Contention,
-                cause: format!("its batch was not committed: {why}"),
+                cause: format!("its batch was not committed: {cause}"),
+            }),
+            Err(Failed { cause, .. }) => Err(Error::Database {
+                kind: DbErrorKind::Unavailable,
+                cause: format!("whether its batch was committed is not known: {cause}"),
             }),
         }
     }
@@ -320,18 +325,25 @@ mod tests {
     use crate::db::write_tx;
     use std::sync::mpsc;
 
-    /// What a member does in its write transaction, after inserting its row.
+    /// What a member does in its write transaction.
     #[derive(Clone, Copy)]
     enum Then {
+        /// Inserts its row.
         Succeed,
+        /// Inserts its row, then fails.
         Fail,
+        /// Inserts its row, then panics.
         Panic,
+        /// Inserts its row at its first attempt only; fails at the next.
+        SucceedOnce,
+        /// Fails when the table has a row; inserts its own otherwise.
+        FailIfAnyRow,
     }
 
     /// Runs three writers that queue in order behind a turn held here, so
     /// that they share one batch; returns each one's answer (`None` for a
     /// panic) and the rows committed.
-    fn three_members(middle: Then) -> (Vec<Option<bool>>, Vec<i32>) {
+    fn three_members(members: [Then; 3]) -> (Vec<Option<bool>>, Vec<i32>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("batch.db");
         let writer = Writer::new(path.clone(), Duration::from_secs(5));
@@ -345,21 +357,27 @@ mod tests {
             .expect("create");
         let held = SQLITE_WRITERS.wait_turn(Arc::as_ptr(&writer) as usize);
         let (answers, answered) = mpsc::channel();
-        for (i, then) in [Then::Succeed, middle, Then::Succeed]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, then) in members.into_iter().enumerate() {
             let (writer, answers, mut conn) = (writer.clone(), answers.clone(), connect());
             let queued = SQLITE_WRITERS.waiting();
             std::thread::spawn(move || {
+                let mut attempts = 0;
                 let ran = catch_unwind(AssertUnwindSafe(|| {
                     writer.lend(|| {
                         write_tx(&mut conn, |c| {
+                            attempts += 1;
+                            let rows: Vec<Row> = diesel::sql_query("SELECT x FROM t").load(c)?;
+                            let refused = || Err(Error::Conflict("refused".into()));
+                            match then {
+                                Then::SucceedOnce if attempts > 1 => return refused(),
+                                Then::FailIfAnyRow if !rows.is_empty() => return refused(),
+                                _ => {}
+                            }
                             diesel::sql_query(format!("INSERT INTO t VALUES ({i})")).execute(c)?;
                             match then {
-                                Then::Succeed => Ok(()),
-                                Then::Fail => Err(Error::Conflict("refused".into())),
+                                Then::Fail => refused(),
                                 Then::Panic => panic!("member {i} panics"),
+                                _ => Ok(()),
                             }
                         })
                     })
@@ -379,28 +397,39 @@ mod tests {
                 .expect("every member answers");
             got[i] = answer;
         }
-        #[derive(diesel::QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = diesel::sql_types::Integer)]
-            x: i32,
-        }
         let rows: Vec<Row> = diesel::sql_query("SELECT x FROM t ORDER BY x")
             .load(&mut connect())
             .expect("read");
         (got, rows.into_iter().map(|r| r.x).collect())
     }
 
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        x: i32,
+    }
+
     #[test]
     fn a_failing_member_rolls_back_only_its_own_writes() {
-        let (answers, rows) = three_members(Then::Fail);
+        let (answers, rows) = three_members([Then::Succeed, Then::Fail, Then::Succeed]);
         assert_eq!(answers, [Some(true), Some(false), Some(true)]);
         assert_eq!(rows, [0, 2]);
     }
 
     #[test]
     fn a_panicking_member_neither_strands_nor_loses_the_others() {
-        let (answers, rows) = three_members(Then::Panic);
+        let (answers, rows) = three_members([Then::Succeed, Then::Panic, Then::Succeed]);
         assert_eq!(answers, [Some(true), None, Some(true)]);
         assert_eq!(rows, [0, 2]);
+    }
+
+    /// The second member's refusal rested on the first one's row; the batch
+    /// is rolled back and the first one's row never comes back, so the
+    /// refusal must not stand: the second runs again and succeeds.
+    #[test]
+    fn an_answer_resting_on_a_rolled_back_batch_is_not_given() {
+        let (answers, rows) = three_members([Then::SucceedOnce, Then::FailIfAnyRow, Then::Panic]);
+        assert_eq!(answers, [Some(false), Some(true), None]);
+        assert_eq!(rows, [1]);
     }
 }

@@ -29,24 +29,11 @@ use crate::error::{Error, Result};
 use crate::input::{parse_id, Ref};
 use diesel::prelude::*;
 
-/// Narrows a boxed query to the row a `Ref` names, by its table's `id` or
-/// `slug` column: `by_ref!(query, projects, reference)`.
-macro_rules! by_ref {
-    ($query:expr, $table:ident, $reference:expr) => {
-        match $reference {
-            $crate::input::Ref::Id(id) => $query.filter($table::id.eq(id)),
-            $crate::input::Ref::Slug(slug) => {
-                $query.filter($table::slug.eq(slug.as_str().to_owned()))
-            }
-        }
-    };
-}
-
-/// `by_ref!` for a query that is not boxed, on the hot read path:
-/// `with_ref!(query, projects, reference, |q| q.load(conn))` runs the
-/// expression on the query narrowed to the row `reference` names. Each case
-/// is then a query type of its own, which diesel finds in its statement
-/// cache by type. A boxed query is found by its SQL text, which costs one
+/// Narrows a query to the row a `Ref` names, by its table's `id` or `slug`
+/// column: `with_ref!(query, projects, reference, |q| q.load(conn))` runs
+/// the expression on the narrowed query. Each case is then a query type of
+/// its own, which diesel finds in its statement cache by type. A boxed
+/// query is found by its SQL text, which costs one
 /// more rendering of the SQL per run (diesel's `MultiConnection` renders it
 /// once per run anyway, for the binds): the uncached reads went from 46 to
 /// 56 % of the ceiling (`…/current`), and from 54 to 64 % (`…/image`).
@@ -69,11 +56,9 @@ pub(crate) use with_ref;
 /// The project a path segment names (id or slug); anything else is 404.
 pub fn project(conn: &mut DbConn, reference: &str) -> Result<ProjectRow> {
     let not_found = || Error::not_found("project", reference);
-    let query = projects::table.select(ProjectRow::as_select()).into_boxed();
+    let query = projects::table.select(ProjectRow::as_select());
     let reference = Ref::parse(reference).ok_or_else(not_found)?;
-    by_ref!(query, projects, reference)
-        .unique(conn)?
-        .ok_or_else(not_found)
+    with_ref!(query, projects, reference, |q| q.unique(conn))?.ok_or_else(not_found)
 }
 
 /// Re-reads a project under a row lock.
@@ -100,9 +85,8 @@ pub fn plan_in_project(
     };
     let query = plans::table
         .filter(plans::project_id.eq(project_id.to_owned()))
-        .select(PlanRow::as_select())
-        .into_boxed();
-    Ok(by_ref!(query, plans, reference).unique(conn)?)
+        .select(PlanRow::as_select());
+    Ok(with_ref!(query, plans, reference, |q| q.unique(conn))?)
 }
 
 /// The plan a path segment names within the project; 404 otherwise.
