@@ -407,7 +407,7 @@ async fn mixed_client(client: &Client, n: usize, until: Instant) {
                     .patch(
                         "auto_promote",
                         "/v1/projects/mixed",
-                        json!({"auto_promote": n % 2 == 0}),
+                        json!({"auto_promote": n.is_multiple_of(2)}),
                     )
                     .await;
             }

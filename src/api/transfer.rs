@@ -3,7 +3,7 @@
 //! on blocking threads only once they arrived, downloads through a bounded
 //! channel, so memory stays at a few chunks whatever the artifact's size.
 
-use crate::blobs::{BlobFile, BlobStore};
+use crate::blobs::{BlobFile, BlobStore, SessionFile};
 use crate::error::{Error, Result};
 use crate::metrics::METRICS;
 use crate::registry::artifacts::Staged;
@@ -27,6 +27,8 @@ pub enum Target<'a> {
     Temp,
     /// A new part of the upload session with this id.
     Part(&'a str),
+    /// The session's own file, from this offset (its recorded length).
+    Session(&'a SessionFile, u64),
 }
 
 /// What a request body turned into.
@@ -57,24 +59,36 @@ pub async fn stage(
     target: Target<'_>,
     idle: Duration,
 ) -> Result<Staged> {
-    let upload = match target {
-        Target::Temp => None,
-        Target::Part(upload) => Some(upload.to_owned()),
+    let (name, file, part) = match target {
+        Target::Temp => {
+            let (name, file) = on_store(store, |store| store.create_temp()).await?;
+            (name, file, false)
+        }
+        Target::Part(upload) => {
+            let upload = upload.to_owned();
+            let (name, file) = on_store(store, move |store| store.create_part(&upload)).await?;
+            (name, file, true)
+        }
+        Target::Session(session, at) => {
+            let file = session
+                .writer_at(at)
+                .map_err(|e| Error::Unavailable(format!("blob store: {e}")))?;
+            (session.name.clone(), file, false)
+        }
     };
-    let is_part = upload.is_some();
-    let (name, file) = on_store(store, move |store| match &upload {
-        None => store.create_temp(),
-        Some(upload) => store.create_part(upload),
-    })
-    .await?;
+    let in_session = matches!(target, Target::Session(..));
     match receive(payload, file, hasher, idle).await {
         Ok(received) => Ok(Staged {
             name,
             length: received.length,
             hasher: received.hasher,
+            in_session,
         }),
+        // A session's file keeps its recorded bytes; the next chunk
+        // writes over the rest.
+        Err(e) if in_session => Err(e),
         Err(e) => {
-            on_store(store, move |store| match is_part {
+            on_store(store, move |store| match part {
                 false => store.discard_temp(&name),
                 true => store.discard_part(&name),
             })

@@ -3,10 +3,12 @@
 //! `GET` tells where to resume, `PUT …?digest=` commits (with an optional
 //! last chunk), `DELETE` abandons.
 //!
-//! A chunk is staged as a part of its own, then recorded at the session's
-//! offset under the session row's lock (`registry::uploads`), so two
-//! clients racing on one session can never interleave bytes: the second
-//! finds the offset moved and gets `416`.
+//! A chunk is recorded at the session's offset under the session row's
+//! lock (`registry::uploads`), so two clients racing on one session can
+//! never interleave bytes: the second finds the offset moved and gets
+//! `416`. The folder store writes chunks into one file per session, in
+//! place, under that file's lock (`append_chunk`), and a commit links it;
+//! other stores stage each chunk as a part of its own, which a commit joins.
 
 use super::artifacts::{created, media_type, DigestQuery};
 use super::transfer::{self, Target};
@@ -73,8 +75,11 @@ fn check_start(upload: &UploadRow, range: Option<(u64, u64)>) -> Result<()> {
     }
 }
 
-/// Stages the request body as a part and records it at the session's
-/// offset; an empty body changes nothing.
+/// Stages the request body and records it at the session's offset; an
+/// empty body changes nothing. The folder store writes it into the
+/// session's file, in place, holding the file's lock from before the
+/// offset is checked until the chunk is recorded; other stores stage it as
+/// a part of its own.
 async fn append_chunk(
     state: &AppState,
     upload: UploadRow,
@@ -83,19 +88,35 @@ async fn append_chunk(
 ) -> Result<UploadRow> {
     let _slot = state.upload_slot()?;
     let (artifacts, idle) = (state.artifacts.clone(), state.body_idle_timeout);
-    let hasher = artifacts.hasher_at(&upload);
-    let part = transfer::stage(
-        &artifacts.store,
-        payload,
-        hasher,
-        Target::Part(&upload.id),
-        idle,
-    )
+    let (id, create) = (upload.id.clone(), upload.offset_bytes == 0);
+    let session = transfer::on_store(&artifacts.store, move |store| {
+        store.lock_session(&id, create)
+    })
     .await?;
+    let upload = match session {
+        // Another chunk may have been recorded while this one waited.
+        Some(_) => {
+            let (id, expiry) = (upload.id, artifacts.upload_expiry);
+            let fresh = state
+                .run(move |conn| uploads::get_upload(conn, &id, expiry))
+                .await?;
+            check_start(&fresh, range)?;
+            fresh
+        }
+        None => upload,
+    };
+    let hasher = artifacts.hasher_at(&upload);
+    let target = match &session {
+        Some(file) => Target::Session(file, upload.offset_bytes.max(0) as u64),
+        None => Target::Part(&upload.id),
+    };
+    let part = transfer::stage(&artifacts.store, payload, hasher, target, idle).await?;
     let announced = range.map(|(first, last)| last - first + 1);
-    state
+    let recorded = state
         .run(move |conn| artifacts.append(conn, &upload, part, announced))
-        .await
+        .await;
+    drop(session);
+    recorded
 }
 
 pub async fn start(
@@ -155,8 +176,14 @@ pub async fn commit(
     check_start(&upload, range)?;
     let upload = append_chunk(&state, upload, payload, range).await?.id;
     let (artifacts, media_type) = (state.artifacts.clone(), media_type(&req));
+    // Held until the commit is done: no chunk goes into a published file.
+    let locking = upload.clone();
+    let session = transfer::on_store(&artifacts.store, move |store| {
+        store.lock_session(&locking, false)
+    })
+    .await?;
     let image = state
-        .run(move |conn| artifacts.commit(conn, &actor, &upload, expected, media_type))
+        .run(move |conn| artifacts.commit(conn, &actor, &upload, expected, media_type, session))
         .await?;
     super::lxc::after_commit(state, image.id.clone());
     Ok(created(&image.id, ArtifactJson::of(&image)))

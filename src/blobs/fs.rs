@@ -4,7 +4,7 @@
 //! All three are on one filesystem, so a blob is published by one atomic
 //! link of a synced file.
 
-use super::{plain, unique_name, BlobFile, BlobKey, BlobStore, Digest, StoredBlob};
+use super::{plain, unique_name, BlobFile, BlobKey, BlobStore, Digest, SessionFile, StoredBlob};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -17,13 +17,13 @@ pub struct FsStore {
 /// A file written through a buffer that starts the disk writing behind
 /// the writer (every `WRITE_BEHIND` bytes), so that the final `sync` of a
 /// large blob has little left to wait for.
-struct SyncedFile {
+pub(super) struct SyncedFile {
     file: BufWriter<File>,
     unsynced: usize,
 }
 
 impl SyncedFile {
-    fn new(file: File) -> SyncedFile {
+    pub(super) fn new(file: File) -> SyncedFile {
         SyncedFile {
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
             unsynced: 0,
@@ -104,6 +104,17 @@ impl FsStore {
     fn create_in(&self, path: PathBuf) -> io::Result<Box<dyn BlobFile>> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         Ok(Box::new(SyncedFile::new(file)))
+    }
+}
+
+/// Whether `path` still names the open `file`.
+fn same_file(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(named) => Ok(named.dev() == open.dev() && named.ino() == open.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -200,6 +211,8 @@ impl BlobStore for FsStore {
                     format!("part {part} has {copied} bytes, {length} were recorded"),
                 ));
             }
+            // The disk writes each part while the next one is copied.
+            start_writeback(&file);
         }
         file.sync_data()?;
         Ok(name)
@@ -207,6 +220,31 @@ impl BlobStore for FsStore {
 
     fn discard_part(&self, name: &str) -> io::Result<()> {
         remove_if_present(&self.part_path(plain(name)?))
+    }
+
+    fn lock_session(&self, upload: &str, create: bool) -> io::Result<Option<SessionFile>> {
+        let name = format!("{}.session", plain(upload)?);
+        let path = self.part_path(&name);
+        loop {
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(create)
+                .open(&path);
+            let file = match opened {
+                Ok(file) => file,
+                // Chunks before this release were parts of their own: the
+                // session goes on that way.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            file.lock()?;
+            // Removed or replaced while this waited (a commit, an abandon,
+            // garbage collection): the lock is on a file nobody will read.
+            if same_file(&file, &path)? {
+                return Ok(Some(SessionFile { name, file }));
+            }
+        }
     }
 
     fn parts(&self) -> io::Result<Vec<(String, SystemTime)>> {

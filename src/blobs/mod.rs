@@ -88,6 +88,34 @@ pub trait BlobFile: Write + Send {
     fn sync(&mut self) -> io::Result<()>;
 }
 
+/// An upload session's bytes kept in one file, in place (the folder store),
+/// held under an exclusive lock from before its offset is checked until
+/// its chunk is recorded or its commit is done: so nobody writes below the
+/// recorded offset, and nobody writes into it once it is published.
+pub struct SessionFile {
+    /// The part name the session's chunks are recorded under.
+    pub name: String,
+    /// Locked (`flock`); the lock goes with the last descriptor.
+    file: std::fs::File,
+}
+
+impl SessionFile {
+    /// Writes from `at` on, after dropping what lies beyond it: bytes of a
+    /// chunk that was never recorded. Only at the recorded offset.
+    pub fn writer_at(&self, at: u64) -> io::Result<Box<dyn BlobFile>> {
+        use std::io::{Seek, SeekFrom};
+        self.file.set_len(at)?;
+        let mut file = self.file.try_clone()?;
+        file.seek(SeekFrom::Start(at))?;
+        Ok(Box::new(fs::SyncedFile::new(file)))
+    }
+
+    /// Cuts the file to the session's recorded length.
+    pub fn truncate(&self, length: u64) -> io::Result<()> {
+        self.file.set_len(length)
+    }
+}
+
 /// One stored copy of a blob: its digest and the generation the database
 /// recorded for it (empty for blobs the first release stored).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,6 +148,13 @@ pub trait BlobStore: Send + Sync {
     /// each part, in order (the session's whole artifact).
     fn assemble(&self, parts: &[(String, u64)]) -> io::Result<String>;
     fn discard_part(&self, name: &str) -> io::Result<()>;
+    /// The session's file, locked (waiting for the lock), when the store
+    /// keeps sessions in one file (the folder store does, so that a commit
+    /// links the file instead of copying parts). `create`: start one if
+    /// there is none. `None`: chunks are parts of their own.
+    fn lock_session(&self, _upload: &str, _create: bool) -> io::Result<Option<SessionFile>> {
+        Ok(None)
+    }
     /// Every part in the store with its last change.
     fn parts(&self) -> io::Result<Vec<(String, SystemTime)>>;
 

@@ -23,7 +23,7 @@
 
 use super::uploads::{self, UploadHashes};
 use super::{events, lookup, Actor, Change};
-use crate::blobs::{BlobKey, BlobStore, Digest};
+use crate::blobs::{BlobKey, BlobStore, Digest, SessionFile};
 use crate::db::failure::DbErrorKind;
 use crate::db::rows::{BlobRow, ImageRow, UploadRow};
 use crate::db::schema::{blobs, images};
@@ -52,10 +52,26 @@ pub struct Artifacts {
 
 /// A request body received into the store: a temporary object (`put`) or
 /// a part (`append`), with its length and, if known, its running hash.
+/// Consecutive parts recorded under one name are one stretch of one file
+/// (a session's file, `BlobStore::lock_session`).
+fn join_runs(parts: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    let mut joined: Vec<(String, u64)> = Vec::with_capacity(parts.len());
+    for (name, length) in parts {
+        match joined.last_mut() {
+            Some((last, total)) if *last == name => *total += length,
+            _ => joined.push((name, length)),
+        }
+    }
+    joined
+}
+
 pub struct Staged {
     pub name: String,
     pub length: u64,
     pub hasher: Option<Sha256>,
+    /// Written into the session's own file (`BlobStore::lock_session`),
+    /// which is not removed when the chunk is not recorded.
+    pub in_session: bool,
 }
 
 /// What a commit records about the bytes.
@@ -157,7 +173,7 @@ impl Artifacts {
             }) => false,
             Err(_) => true,
         };
-        if unrecorded {
+        if unrecorded && !part.in_session {
             tidy("an unrecorded chunk", self.store.discard_part(&part.name));
         }
         let upload = recorded?;
@@ -188,6 +204,7 @@ impl Artifacts {
         upload: &str,
         expected: Digest,
         media_type: Option<String>,
+        session: Option<SessionFile>,
     ) -> Result<ImageRow> {
         // The offset and the parts as of one moment: a chunk recorded
         // meanwhile (another client, another replica) is in both or neither.
@@ -197,6 +214,14 @@ impl Artifacts {
             Ok((upload, parts))
         })?;
         let offset = upload.offset_bytes.max(0) as u64;
+        // A session's file holds its bytes in place: one part, cut to the
+        // recorded length (an unrecorded chunk may have left more).
+        let parts = join_runs(parts);
+        if let Some(session) = &session {
+            session
+                .truncate(offset)
+                .map_err(store_error("cutting an upload's file"))?;
+        }
         // A part that is gone went with its session (garbage collection
         // expired it meanwhile): the session is gone for the client too.
         let gone = |e: std::io::Error| match e.kind() {
@@ -219,6 +244,12 @@ impl Artifacts {
             // The chunks came through another replica (or this one
             // restarted): the parts are read back once, hashed as they are
             // assembled.
+            // A session's file needs reading only: it is linked, not copied.
+            None if session.is_some() => {
+                let hasher = self.hash_parts(&parts).map_err(gone)?;
+                self.verify(&upload.id, offset, &hasher, &expected)?;
+                self.store.assemble(&parts).map_err(gone)?
+            }
             None => {
                 let (temp, hasher) = self.assemble_hashing(&parts).map_err(gone)?;
                 let verified = self.verify(&upload.id, offset, &hasher, &expected);
@@ -272,32 +303,54 @@ impl Artifacts {
         Err(mismatch(offset, &actual, expected))
     }
 
+    /// Reads the parts' bytes in order, handing each batch to `each`.
+    fn read_parts(
+        &self,
+        parts: &[(String, u64)],
+        mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut buffer = vec![0u8; 1 << 20];
+        for (part, length) in parts {
+            let mut reader = self.store.read_part(part, *length)?;
+            let mut read = 0u64;
+            loop {
+                let n = reader.read(&mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                each(&buffer[..n])?;
+                read += n as u64;
+            }
+            if read != *length {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("part {part} has {read} bytes, {length} were recorded"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The SHA-256 of the parts' bytes, read back.
+    fn hash_parts(&self, parts: &[(String, u64)]) -> std::io::Result<Sha256> {
+        let mut hasher = Sha256::new();
+        self.read_parts(parts, |bytes| {
+            hasher.update(bytes);
+            Ok(())
+        })?;
+        Ok(hasher)
+    }
+
     /// The session's parts copied into one staged object and hashed on
     /// the way; the staged object is removed again if that fails.
     fn assemble_hashing(&self, parts: &[(String, u64)]) -> std::io::Result<(String, Sha256)> {
         let (name, mut file) = self.store.create_temp()?;
         let mut copy = || -> std::io::Result<Sha256> {
             let mut hasher = Sha256::new();
-            let mut buffer = vec![0u8; 1 << 20];
-            for (part, length) in parts {
-                let mut reader = self.store.read_part(part, *length)?;
-                let mut copied = 0u64;
-                loop {
-                    let n = reader.read(&mut buffer)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buffer[..n]);
-                    file.write_all(&buffer[..n])?;
-                    copied += n as u64;
-                }
-                if copied != *length {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("part {part} has {copied} bytes, {length} were recorded"),
-                    ));
-                }
-            }
+            self.read_parts(parts, |bytes| {
+                hasher.update(bytes);
+                file.write_all(bytes)
+            })?;
             file.sync()?;
             Ok(hasher)
         };

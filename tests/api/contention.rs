@@ -272,7 +272,7 @@ async fn stress_worker(
             _ => {
                 app.patch(
                     "/v1/projects/web",
-                    json!({ "auto_promote": worker % 2 == 0 }),
+                    json!({ "auto_promote": worker.is_multiple_of(2) }),
                 )
                 .await
             }

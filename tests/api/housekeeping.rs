@@ -2,11 +2,11 @@
 
 use crate::artifacts::{another_image, bytes, digest, download, pending_image, put_artifact};
 use crate::support::TestApp;
-use snapreg::blobs::{BlobFile, BlobKey, BlobStore, StoredBlob};
+use snapreg::blobs::{BlobFile, BlobKey, BlobStore, SessionFile, StoredBlob};
 use snapreg::registry::artifacts::Artifacts;
 use snapreg::registry::gc::{collect_garbage, GcReport, GcSettings};
 use snapreg::registry::Actor;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -300,7 +300,7 @@ async fn a_commit_whose_pinned_blob_gc_removed_publishes_again() {
         };
         let mut conn = pool.get().expect("connection");
         let actor = Actor(Some("test".into()));
-        let committed = artifacts.commit(&mut conn, &actor, &upload, expected, None);
+        let committed = artifacts.commit(&mut conn, &actor, &upload, expected, None, None);
         assert!(committed.is_ok(), "{committed:?}");
         store
             .published
@@ -317,6 +317,65 @@ async fn a_commit_whose_pinned_blob_gc_removed_publishes_again() {
     let (code, out) = fsck(&app);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 orphan(s)"), "{out}");
+}
+
+/// A chunk racing a commit, forced: the folder store publishes a session's
+/// file itself (linked, not copied), so a chunk written into it once the
+/// commit has cut it would change the published artifact. Just before the
+/// publish, a hook starts another thread that writes past the session's
+/// end the way a racing `PATCH` does (lock, `writer_at`), and gives it
+/// time. The commit holds the session's lock, so the racer must wait until
+/// the file is gone, and the artifact is the bytes the commit named.
+#[actix_rt::test]
+async fn a_chunk_cannot_write_into_a_session_while_it_commits() {
+    use crate::uploads::{chunk, start, upload_id};
+    let app = TestApp::spawn().await;
+    let image = pending_image(&app).await;
+    let body = bytes(50_000, 33);
+    let upload = upload_id(&start(&app, &image).await);
+    chunk(&app, &upload, 0, &body).await.assert_status(202);
+    let config = app.config.clone();
+    let expected = snapreg::blobs::Digest::parse(&digest(&body)).expect("a digest");
+    actix_web::rt::task::spawn_blocking(move || {
+        let pool = snapreg::db::connect(&config.database_url, 2).expect("database");
+        let (location, racing) = (config.blob_location.clone(), upload.clone());
+        let store = Arc::new(Hooked {
+            inner: config.blob_location.open().expect("store"),
+            published: Mutex::new(Vec::new()),
+            before_first_publish: Mutex::new(Some(Box::new(move |_: &dyn BlobStore| {
+                std::thread::spawn(move || -> io::Result<()> {
+                    let store = location.open()?;
+                    if let Some(session) = store.lock_session(&racing, false)? {
+                        let mut file = session.writer_at(50_000)?;
+                        file.write_all(b"racing bytes")?;
+                        file.sync()?;
+                    }
+                    Ok(())
+                });
+                std::thread::sleep(Duration::from_millis(300));
+            }))),
+        });
+        let artifacts = Artifacts {
+            store: store.clone(),
+            hashes: Default::default(),
+            upload_expiry: config.upload_expiry,
+        };
+        let session = store.lock_session(&upload, false).expect("locks");
+        assert!(session.is_some(), "the folder store keeps a session's file");
+        let mut conn = pool.get().expect("connection");
+        let actor = Actor(Some("test".into()));
+        let committed = artifacts.commit(&mut conn, &actor, &upload, expected, None, session);
+        assert!(committed.is_ok(), "{committed:?}");
+    })
+    .await
+    .expect("commit thread");
+    assert!(download(&app, &image, &[]).await.body == body);
+    // The stored file too (a download stops at the recorded size).
+    let (code, out) = fsck(&app);
+    assert_eq!(
+        code, 0,
+        "a racing chunk changed the published artifact: {out}"
+    );
 }
 
 type Hook = Box<dyn FnOnce(&dyn BlobStore) + Send>;
@@ -352,6 +411,9 @@ impl BlobStore for Hooked {
     }
     fn parts(&self) -> io::Result<Vec<(String, SystemTime)>> {
         self.inner.parts()
+    }
+    fn lock_session(&self, upload: &str, create: bool) -> io::Result<Option<SessionFile>> {
+        self.inner.lock_session(upload, create)
     }
     fn publish(&self, temp: &str, key: &BlobKey) -> io::Result<()> {
         let hook = self
