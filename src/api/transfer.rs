@@ -50,8 +50,9 @@ pub async fn on_store<T: Send + 'static>(
         .map_err(|e| Error::Unavailable(format!("blob store: {e}")))
 }
 
-/// Receives the request body into a new object of the store, synced; the
-/// object is removed again if that fails.
+/// Receives the request body into the store, synced: into a new object,
+/// removed again if that fails, or into a session's file, whose bytes past
+/// its recorded length the next chunk writes over.
 pub async fn stage(
     store: &Arc<dyn BlobStore>,
     payload: web::Payload,

@@ -93,17 +93,22 @@ async fn append_chunk(
         store.lock_session(&id, create)
     })
     .await?;
-    let upload = match session {
+    let (upload, session) = match session {
         // Another chunk may have been recorded while this one waited.
-        Some(_) => {
-            let (id, expiry) = (upload.id, artifacts.upload_expiry);
+        Some(file) => {
+            let (id, expiry) = (upload.id.clone(), artifacts.upload_expiry);
             let fresh = state
                 .run(move |conn| uploads::get_upload(conn, &id, expiry))
                 .await?;
-            check_start(&fresh, range)?;
-            fresh
+            uploads::ensure_offset(&fresh, upload.offset_bytes.max(0) as u64)?;
+            // A file shorter than the offset did not get every chunk (a
+            // replica of an earlier release recorded parts): parts go on.
+            let whole = file
+                .length()
+                .is_ok_and(|len| len >= fresh.offset_bytes.max(0) as u64);
+            (fresh, whole.then_some(file))
         }
-        None => upload,
+        None => (upload, None),
     };
     let hasher = artifacts.hasher_at(&upload);
     let target = match &session {
@@ -112,11 +117,15 @@ async fn append_chunk(
     };
     let part = transfer::stage(&artifacts.store, payload, hasher, target, idle).await?;
     let announced = range.map(|(first, last)| last - first + 1);
-    let recorded = state
-        .run(move |conn| artifacts.append(conn, &upload, part, announced))
-        .await;
-    drop(session);
-    recorded
+    // The lock goes with the closure: held until the chunk is recorded,
+    // even if this request is dropped meanwhile.
+    state
+        .run(move |conn| {
+            let recorded = artifacts.append(conn, &upload, part, announced);
+            drop(session);
+            recorded
+        })
+        .await
 }
 
 pub async fn start(

@@ -242,7 +242,7 @@ impl BlobStore for FsStore {
             // Removed or replaced while this waited (a commit, an abandon,
             // garbage collection): the lock is on a file nobody will read.
             if same_file(&file, &path)? {
-                return Ok(Some(SessionFile { name, file }));
+                return Ok(Some(SessionFile::new(name, path, file)));
             }
         }
     }
@@ -309,5 +309,42 @@ impl BlobStore for FsStore {
 
     fn delete_blob(&self, key: &BlobKey) -> io::Result<()> {
         remove_if_present(&self.blob_path(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(session: &SessionFile, at: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut file = session.writer_at(at)?;
+        file.write_all(bytes)?;
+        file.sync()
+    }
+
+    /// What a failed commit leaves: the session's file also published
+    /// (a hard link). Detached, the session writes into a copy.
+    #[test]
+    fn a_detached_session_no_longer_writes_into_its_published_file() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = FsStore::open(dir.path())?;
+        let session = store
+            .lock_session("s1", true)?
+            .ok_or(io::ErrorKind::NotFound)?;
+        write(&session, 0, b"recorded")?;
+        let published = dir.path().join("published");
+        fs::hard_link(store.part_path(&session.name), &published)?;
+        session.detach()?;
+        drop(session);
+        let session = store
+            .lock_session("s1", false)?
+            .ok_or(io::ErrorKind::NotFound)?;
+        write(&session, 8, b" and more")?;
+        assert_eq!(fs::read(&published)?, b"recorded");
+        assert_eq!(
+            fs::read(store.part_path(&session.name))?,
+            b"recorded and more"
+        );
+        Ok(())
     }
 }

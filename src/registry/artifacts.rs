@@ -50,21 +50,29 @@ pub struct Artifacts {
     pub upload_expiry: Duration,
 }
 
-/// A request body received into the store: a temporary object (`put`) or
-/// a part (`append`), with its length and, if known, its running hash.
 /// Consecutive parts recorded under one name are one stretch of one file
-/// (a session's file, `BlobStore::lock_session`).
-fn join_runs(parts: Vec<(String, u64)>) -> Vec<(String, u64)> {
+/// (a session's file, `BlobStore::lock_session`), read from its start. A
+/// name that comes back after another is not: only a session whose chunks
+/// went through replicas of two releases could have that.
+fn join_runs(upload: &str, parts: Vec<(String, u64)>) -> Result<Vec<(String, u64)>> {
     let mut joined: Vec<(String, u64)> = Vec::with_capacity(parts.len());
     for (name, length) in parts {
-        match joined.last_mut() {
-            Some((last, total)) if *last == name => *total += length,
-            _ => joined.push((name, length)),
+        if let Some((_, total)) = joined.last_mut().filter(|(last, _)| *last == name) {
+            *total += length;
+        } else if joined.iter().any(|(seen, _)| *seen == name) {
+            return Err(Error::Conflict(format!(
+                "upload {upload} cannot be joined (its chunks were stored two ways); \
+                 start a new upload"
+            )));
+        } else {
+            joined.push((name, length));
         }
     }
-    joined
+    Ok(joined)
 }
 
+/// A request body received into the store: a temporary object (`put`) or
+/// a part (`append`), with its length and, if known, its running hash.
 pub struct Staged {
     pub name: String,
     pub length: u64,
@@ -214,10 +222,14 @@ impl Artifacts {
             Ok((upload, parts))
         })?;
         let offset = upload.offset_bytes.max(0) as u64;
-        // A session's file holds its bytes in place: one part, cut to the
-        // recorded length (an unrecorded chunk may have left more).
-        let parts = join_runs(parts);
-        if let Some(session) = &session {
+        // A session's file holding all its bytes is linked as the artifact,
+        // cut to the recorded length first (an unrecorded chunk may have
+        // left more).
+        let parts = join_runs(&upload.id, parts)?;
+        let linked = session
+            .as_ref()
+            .filter(|s| matches!(parts.as_slice(), [(name, _)] if *name == s.name));
+        if let Some(session) = linked {
             session
                 .truncate(offset)
                 .map_err(store_error("cutting an upload's file"))?;
@@ -245,7 +257,7 @@ impl Artifacts {
             // restarted): the parts are read back once, hashed as they are
             // assembled.
             // A session's file needs reading only: it is linked, not copied.
-            None if session.is_some() => {
+            None if linked.is_some() => {
                 let hasher = self.hash_parts(&parts).map_err(gone)?;
                 self.verify(&upload.id, offset, &hasher, &expected)?;
                 self.store.assemble(&parts).map_err(gone)?
@@ -274,6 +286,12 @@ impl Artifacts {
         if result.is_ok() {
             for (part, _) in parts {
                 tidy("a committed upload's part", self.store.discard_part(&part));
+            }
+        } else if let Some(session) = linked {
+            // The session stays, and its file may be a published blob's now.
+            if let Err(e) = session.detach() {
+                log::warn!("cannot give upload {} a file of its own: {e}", upload.id);
+                tidy("a session's file", self.store.discard_part(&session.name));
             }
         }
         result
