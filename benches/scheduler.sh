@@ -8,7 +8,7 @@
 #   benches/scheduler.sh [postgres://URL]      # SQLite without a URL
 #
 # 40 projects × 4 plans × 10 active snapshots (the last current), plus
-# pending snapshots for the heartbeats; `wrk -t2 -c64 -d10s` per row; the
+# pending snapshots for the heartbeats and status changes; `wrk -t2 -c64 -d10s` per row; the
 # ceiling runs before and after the others and the higher counts. The
 # heartbeats are also compared with the raw write rate: the same heartbeat
 # transaction run by the benchmark on one thread, without HTTP.
@@ -54,6 +54,7 @@ current_fresh=$(run "$service" current_fresh.lua)
 cond=$(run "$service" current_304.lua)
 second=$(run "$bare" bare.lua)
 heartbeat=$(run "$service" heartbeat.lua)
+patch=$(run "$service" patch.lua)
 ceiling=$(printf '%s\n%s\n' "$first" "$second" | sort -g -r | head -n 1)
 c_rate=${ceiling%% *}
 rest=${ceiling#* }
@@ -74,6 +75,7 @@ row "GET …/plans/{plan}/image, no-cache (from the database)" "$image_fresh"
 row "GET …/current, no-cache (from the database)" "$current_fresh"
 row "GET …/current, If-None-Match → 304" "$cond"
 row "POST …/heartbeat" "$heartbeat"
+row "PATCH /v1/images/{id} (status change)" "$patch"
 printf '\nThe heartbeat row beside the same transaction without HTTP, one thread (the raw write rate):\n\n'
 printf '| path | requests/s | p99 ms | vs raw rate |\n|---|---|---|---|\n'
 awk -v r="$raw_rate" -v p="$raw_p99" 'BEGIN { printf "| heartbeat transaction, one thread, no HTTP | %.0f | %.2f | 100%% |\n", r, p }'
