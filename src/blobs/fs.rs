@@ -107,6 +107,32 @@ impl FsStore {
     }
 }
 
+/// How long a chunk or a commit waits for its session's file, held by
+/// another chunk still streaming: past it, the request is answered `503`
+/// (`Retry-After`) rather than hold a blocking thread for as long as a
+/// slow client keeps sending.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Takes the file's exclusive lock, waiting at most `LOCK_WAIT`.
+fn wait_for_lock(file: &File) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another request is still writing this upload session",
+                ))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// Whether `path` still names the open `file`.
 fn same_file(file: &File, path: &Path) -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
@@ -238,7 +264,7 @@ impl BlobStore for FsStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             };
-            file.lock()?;
+            wait_for_lock(&file)?;
             // Removed or replaced while this waited (a commit, an abandon,
             // garbage collection): the lock is on a file nobody will read.
             if same_file(&file, &path)? {
@@ -320,6 +346,20 @@ mod tests {
         let mut file = session.writer_at(at)?;
         file.write_all(bytes)?;
         file.sync()
+    }
+
+    /// A request that cannot get the session's file (another one is still
+    /// writing it) gives up after `LOCK_WAIT` instead of holding its thread.
+    #[test]
+    fn a_session_held_by_another_request_is_waited_for_only_so_long() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = FsStore::open(dir.path())?;
+        let _held = store.lock_session("s2", true)?;
+        let started = std::time::Instant::now();
+        let second = FsStore::open(dir.path())?.lock_session("s2", false);
+        assert!(matches!(&second, Err(e) if e.kind() == io::ErrorKind::WouldBlock));
+        assert!(started.elapsed() >= LOCK_WAIT);
+        Ok(())
     }
 
     /// What a failed commit leaves: the session's file also published
