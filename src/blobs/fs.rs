@@ -4,7 +4,7 @@
 //! All three are on one filesystem, so a blob is published by one atomic
 //! link of a synced file.
 
-use super::{plain, unique_name, BlobFile, BlobKey, BlobStore, Digest, SessionFile, StoredBlob};
+use super::{plain, unique_name, BlobFile, BlobKey, BlobStore, Digest, StoredBlob};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -17,13 +17,13 @@ pub struct FsStore {
 /// A file written through a buffer that starts the disk writing behind
 /// the writer (every `WRITE_BEHIND` bytes), so that the final `sync` of a
 /// large blob has little left to wait for.
-pub(super) struct SyncedFile {
+struct SyncedFile {
     file: BufWriter<File>,
     unsynced: usize,
 }
 
 impl SyncedFile {
-    pub(super) fn new(file: File) -> SyncedFile {
+    fn new(file: File) -> SyncedFile {
         SyncedFile {
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
             unsynced: 0,
@@ -72,6 +72,68 @@ fn start_writeback(file: &File) {
 fn start_writeback(_file: &File) {}
 
 const WRITE_BUFFER: usize = 1 << 20;
+
+/// An upload session's bytes kept in one file, in place (the folder store),
+/// held under an exclusive lock from before its offset is checked until
+/// its chunk is recorded or its commit is done: so nobody writes below the
+/// recorded offset, and nobody writes into it once it is published.
+pub struct SessionFile {
+    /// The part name the session's chunks are recorded under.
+    pub name: String,
+    path: std::path::PathBuf,
+    /// Locked (`flock`); the lock goes with the last descriptor.
+    file: std::fs::File,
+}
+
+impl SessionFile {
+    fn new(name: String, path: std::path::PathBuf, file: std::fs::File) -> SessionFile {
+        SessionFile { name, path, file }
+    }
+
+    /// Writes from `at` on, after dropping what lies beyond it: bytes of a
+    /// chunk that was never recorded. Only at the recorded offset.
+    pub fn writer_at(&self, at: u64) -> io::Result<Box<dyn BlobFile>> {
+        use std::io::{Seek, SeekFrom};
+        self.file.set_len(at)?;
+        let mut file = self.file.try_clone()?;
+        file.seek(SeekFrom::Start(at))?;
+        Ok(Box::new(SyncedFile::new(file)))
+    }
+
+    /// Cuts the file to the session's recorded length.
+    pub fn truncate(&self, length: u64) -> io::Result<()> {
+        self.file.set_len(length)
+    }
+
+    /// The file's length (at least the recorded offset, when every chunk
+    /// of the session went into it).
+    pub fn length(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Gives the session a copy of its file, in its place: for a commit
+    /// that failed after its file became a published blob's too, so that
+    /// the session's next chunks do not write into that blob. (Chunks
+    /// waiting for the lock see the file replaced and open the copy.)
+    pub fn detach(&self) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let copy_path = self
+            .path
+            .with_file_name(format!("{}.{}", self.name, unique_name()));
+        let copied = (|| {
+            let mut source = self.file.try_clone()?;
+            source.seek(SeekFrom::Start(0))?;
+            let mut copy = std::fs::File::create_new(&copy_path)?;
+            io::copy(&mut source, &mut copy)?;
+            copy.sync_data()?;
+            std::fs::rename(&copy_path, &self.path)
+        })();
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&copy_path);
+        }
+        copied
+    }
+}
 
 impl FsStore {
     /// Opens (creating) the store under `root`.

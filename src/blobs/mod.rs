@@ -13,6 +13,8 @@
 //! bytes never share an object, so a late removal cannot hit a fresh copy.
 
 mod fs;
+
+pub use fs::SessionFile;
 mod s3;
 
 pub use fs::FsStore;
@@ -86,68 +88,6 @@ impl std::fmt::Display for Digest {
 pub trait BlobFile: Write + Send {
     /// Makes what was written durable (flush and fsync).
     fn sync(&mut self) -> io::Result<()>;
-}
-
-/// An upload session's bytes kept in one file, in place (the folder store),
-/// held under an exclusive lock from before its offset is checked until
-/// its chunk is recorded or its commit is done: so nobody writes below the
-/// recorded offset, and nobody writes into it once it is published.
-pub struct SessionFile {
-    /// The part name the session's chunks are recorded under.
-    pub name: String,
-    path: std::path::PathBuf,
-    /// Locked (`flock`); the lock goes with the last descriptor.
-    file: std::fs::File,
-}
-
-impl SessionFile {
-    fn new(name: String, path: std::path::PathBuf, file: std::fs::File) -> SessionFile {
-        SessionFile { name, path, file }
-    }
-
-    /// Writes from `at` on, after dropping what lies beyond it: bytes of a
-    /// chunk that was never recorded. Only at the recorded offset.
-    pub fn writer_at(&self, at: u64) -> io::Result<Box<dyn BlobFile>> {
-        use std::io::{Seek, SeekFrom};
-        self.file.set_len(at)?;
-        let mut file = self.file.try_clone()?;
-        file.seek(SeekFrom::Start(at))?;
-        Ok(Box::new(fs::SyncedFile::new(file)))
-    }
-
-    /// Cuts the file to the session's recorded length.
-    pub fn truncate(&self, length: u64) -> io::Result<()> {
-        self.file.set_len(length)
-    }
-
-    /// The file's length (at least the recorded offset, when every chunk
-    /// of the session went into it).
-    pub fn length(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
-    }
-
-    /// Gives the session a copy of its file, in its place: for a commit
-    /// that failed after its file became a published blob's too, so that
-    /// the session's next chunks do not write into that blob. (Chunks
-    /// waiting for the lock see the file replaced and open the copy.)
-    pub fn detach(&self) -> io::Result<()> {
-        use std::io::{Seek, SeekFrom};
-        let copy_path = self
-            .path
-            .with_file_name(format!("{}.{}", self.name, unique_name()));
-        let copied = (|| {
-            let mut source = self.file.try_clone()?;
-            source.seek(SeekFrom::Start(0))?;
-            let mut copy = std::fs::File::create_new(&copy_path)?;
-            io::copy(&mut source, &mut copy)?;
-            copy.sync_data()?;
-            std::fs::rename(&copy_path, &self.path)
-        })();
-        if copied.is_err() {
-            let _ = std::fs::remove_file(&copy_path);
-        }
-        copied
-    }
 }
 
 /// One stored copy of a blob: its digest and the generation the database

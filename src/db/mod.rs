@@ -90,6 +90,12 @@ pub struct Manager {
     url: DatabaseUrl,
 }
 
+impl Manager {
+    pub fn new(url: DatabaseUrl) -> Manager {
+        Manager { url }
+    }
+}
+
 impl ManageConnection for Manager {
     type Connection = DbConn;
     type Error = diesel::r2d2::Error;
@@ -168,7 +174,7 @@ pub fn connect_with(
                 .map_err(|e| SetupError::Io(format!("cannot create {}: {e}", dir.display())))?;
         }
     }
-    let manager = Manager { url: url.clone() };
+    let manager = Manager::new(url.clone());
     let pool = Pool::builder()
         .max_size(pool_size)
         .min_idle(Some(1))

@@ -18,11 +18,12 @@
 use super::batch::{self, Batch, Failed};
 use super::failure::DbErrorKind;
 use super::queue::UNTAGGED;
-use super::{begin_write, write_clock, ConnectionSettings, DbConn, SQLITE_WRITERS};
+use super::{
+    begin_write, write_clock, ConnectionSettings, DatabaseUrl, DbConn, Manager, SQLITE_WRITERS,
+};
 use crate::error::{Error, Result};
 use diesel::connection::{Connection, SimpleConnection, TransactionManager};
-use diesel::r2d2::{CustomizeConnection, R2D2Connection};
-use diesel::sqlite::SqliteConnection;
+use diesel::r2d2::{CustomizeConnection, ManageConnection, R2D2Connection};
 use diesel::RunQueryDsl;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -246,21 +247,20 @@ impl Writer {
         file.sync_data().map_err(failed)
     }
 
+    /// A connection opened and set up as the pool's are (`Manager`,
+    /// `ConnectionSettings`), with its own checkpoint threshold.
     fn open(&self, autocheckpoint: u32) -> Result<DbConn> {
-        let unavailable = |e: String| Error::Database {
+        let unavailable = |e: diesel::r2d2::Error| Error::Database {
             kind: super::failure::DbErrorKind::Unavailable,
             cause: format!("cannot open a connection: {e}"),
         };
-        let conn = SqliteConnection::establish(&self.path.to_string_lossy())
-            .map_err(|e| unavailable(e.to_string()))?;
-        let mut conn = DbConn::Sqlite(conn);
+        let manager = Manager::new(DatabaseUrl::Sqlite(self.path.clone()));
+        let mut conn = manager.connect().map_err(unavailable)?;
         let settings = ConnectionSettings {
             busy_timeout: self.busy_timeout,
             autocheckpoint,
         };
-        settings
-            .on_acquire(&mut conn)
-            .map_err(|e| unavailable(e.to_string()))?;
+        settings.on_acquire(&mut conn).map_err(unavailable)?;
         conn.batch_execute("PRAGMA journal_size_limit = 67108864")?;
         Ok(conn)
     }
@@ -323,6 +323,7 @@ pub(super) fn lent() -> Option<Arc<Writer>> {
 mod tests {
     use super::*;
     use crate::db::write_tx;
+    use diesel::sqlite::SqliteConnection;
     use std::sync::mpsc;
 
     /// What a member does in its write transaction.
