@@ -113,17 +113,33 @@ fn main() -> Result<(), Failure> {
     let service = serve(move || Application::build(&config).map_err(|e| e.to_string()))?;
     let bare = serve_bare(pool.clone())?;
     if let Some(dir) = &args.serve {
-        let raw = raw_heartbeats(&pool, &seed.pending, Duration::from_secs(3))?;
-        let raw = format!(
-            "{:.0} {:.3} {}\n",
-            raw.rate(),
-            raw.percentile(0.99),
-            raw.errors
-        );
-        std::fs::write(dir.join("raw_heartbeat"), raw)?;
+        // The raw status changes take the last pending images; wrk's get the rest.
+        let (pending, raw_images) = seed
+            .pending
+            .split_at(seed.pending.len().saturating_sub(RAW_IMAGES));
+        let raw = [
+            ("heartbeat", raw_heartbeats(&pool, pending)?),
+            ("status_change", raw_status_changes(&pool, raw_images)?),
+            (
+                "snapshot_creation",
+                raw_snapshot_creations(&pool, &seed.project_ids)?,
+            ),
+        ];
+        let raw: String = raw
+            .iter()
+            .map(|(name, stats)| {
+                format!(
+                    "{name} {:.0} {:.3} {}\n",
+                    stats.rate(),
+                    stats.percentile(0.99),
+                    stats.errors
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("raw_writes"), raw)?;
         std::fs::write(dir.join("ports"), format!("{service} {bare}\n"))?;
         std::fs::write(dir.join("project_ids"), seed.project_ids.join("\n") + "\n")?;
-        std::fs::write(dir.join("pending_images"), seed.pending.join("\n") + "\n")?;
+        std::fs::write(dir.join("pending_images"), pending.join("\n") + "\n")?;
         eprintln!("serving: snapreg on {service}, the ceiling on {bare}; until killed");
         loop {
             std::thread::park();
@@ -313,7 +329,7 @@ fn seed(pool: &DbPool, projects: usize, snapshots: usize) -> Result<Seed, Failur
                             )?;
                         }
                         // Pending snapshots whose images the builders will activate.
-                        for _ in 0..150 {
+                        for _ in 0..250 {
                             let view = create_snapshot(
                                 &mut conn,
                                 actor,
@@ -647,19 +663,66 @@ fn raw_transactions(
     Ok(stats)
 }
 
+/// How long each raw write runs, and how many pending images the raw status
+/// changes may take (more than they get through in that time).
+const RAW_SECONDS: Duration = Duration::from_secs(2);
+const RAW_IMAGES: usize = 6000;
+
 /// The registry's heartbeat, one transaction after another on one thread
 /// and one pooled connection, no HTTP, round the pending images.
-fn raw_heartbeats(pool: &DbPool, images: &[String], duration: Duration) -> Result<Stats, Failure> {
+fn raw_heartbeats(pool: &DbPool, images: &[String]) -> Result<Stats, Failure> {
+    let mut next = images.iter().cycle();
+    one_thread(pool, |conn| {
+        let id = next.next().ok_or("no pending images")?;
+        heartbeat(conn, id, Some("step 3/7".into()))?;
+        Ok(())
+    })
+}
+
+/// The registry's image status change (pending → active), as `raw_heartbeats`.
+fn raw_status_changes(pool: &DbPool, images: &[String]) -> Result<Stats, Failure> {
+    let actor = Actor(Some("bench".into()));
+    let mut next = images.iter();
+    one_thread(pool, |conn| {
+        let id = next
+            .next()
+            .ok_or("the raw status changes ran out of images")?;
+        set_image_status(conn, &actor, id, Status::Active)?;
+        Ok(())
+    })
+}
+
+/// The registry's snapshot creation (a pending snapshot with an image per
+/// plan), as `raw_heartbeats`, round the projects.
+fn raw_snapshot_creations(pool: &DbPool, projects: &[String]) -> Result<Stats, Failure> {
+    let actor = Actor(Some("bench".into()));
+    let mut next = projects.iter().cycle();
+    one_thread(pool, |conn| {
+        let project = next.next().ok_or("no projects")?;
+        let new = NewSnapshot {
+            source: None,
+            build_id: None,
+            plans: None,
+            status: Status::Pending,
+        };
+        create_snapshot(conn, &actor, project, new)?;
+        Ok(())
+    })
+}
+
+/// Runs `write` one transaction after another on one thread and one pooled
+/// connection for `RAW_SECONDS`: the write rate without HTTP or queueing.
+fn one_thread(
+    pool: &DbPool,
+    mut write: impl FnMut(&mut snapreg::db::DbConn) -> Result<(), Failure>,
+) -> Result<Stats, Failure> {
     let mut conn = pool.get()?;
     let mut stats = Stats::default();
     let started = Instant::now();
-    for id in images.iter().cycle() {
-        if started.elapsed() >= duration {
-            break;
-        }
+    while started.elapsed() < RAW_SECONDS {
         let sent = Instant::now();
-        match heartbeat(&mut conn, id, Some("step 3/7".into())) {
-            Ok(_) => stats.latencies_us.push(sent.elapsed().as_micros() as u32),
+        match write(&mut conn) {
+            Ok(()) => stats.latencies_us.push(sent.elapsed().as_micros() as u32),
             Err(_) => stats.errors += 1,
         }
     }

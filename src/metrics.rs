@@ -3,7 +3,8 @@
 
 use crate::registry::storage::StorageFigures;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use std::sync::LazyLock;
 
@@ -17,6 +18,7 @@ pub struct Metrics {
     pub watchdog_reclaims: IntCounter,
     pub gc_deletions: IntCounterVec,
     pub db_retries: IntCounter,
+    pub held_checkpoints: Histogram,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -70,7 +72,17 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "db_write_retries_total",
         "Write transactions run again after losing a race (deadlock, serialization failure, busy)",
     )?;
+    let held_checkpoints = Histogram::with_opts(
+        HistogramOpts::new(
+            "sqlite_held_checkpoint_seconds",
+            "SQLite checkpoint passes that held the writers so that the WAL restarts",
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+        ]),
+    )?;
     registry.register(Box::new(db_retries.clone()))?;
+    registry.register(Box::new(held_checkpoints.clone()))?;
     registry.register(Box::new(http_requests.clone()))?;
     registry.register(Box::new(http_seconds.clone()))?;
     registry.register(Box::new(db_connections.clone()))?;
@@ -88,6 +100,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         watchdog_reclaims,
         gc_deletions,
         db_retries,
+        held_checkpoints,
     })
 }
 

@@ -90,7 +90,7 @@ pub fn before_deleting_events(conn: &mut DbConn) -> Result<()> {
     }
     let newest: Option<i64> = events::table
         .select(diesel::dsl::max(events::seq))
-        .first(conn)?;
+        .get_result(conn)?;
     if let Some(newest) = newest {
         diesel::update(feed_position::table.filter(feed_position::last_seq.lt(newest)))
             .set(feed_position::last_seq.eq(newest))
@@ -103,10 +103,10 @@ pub fn before_deleting_events(conn: &mut DbConn) -> Result<()> {
 pub fn last_given(conn: &mut DbConn) -> Result<i64> {
     let newest: Option<i64> = events::table
         .select(diesel::dsl::max(events::seq))
-        .first(conn)?;
+        .get_result(conn)?;
     let kept: i64 = feed_position::table
         .select(feed_position::last_seq)
-        .first(conn)?;
+        .get_result(conn)?;
     Ok(newest.unwrap_or(0).max(kept))
 }
 
@@ -131,7 +131,7 @@ pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Batch> {
         if query.after > 0 {
             let expired: i64 = feed_position::table
                 .select(feed_position::expired_through)
-                .first(conn)?;
+                .get_result(conn)?;
             if query.after < expired {
                 return Err(Error::CursorExpired {
                     after: query.after,
@@ -156,7 +156,7 @@ pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Batch> {
             Some(last) if events.len() as i64 >= query.limit => last,
             _ => events::table
                 .select(diesel::dsl::max(events::seq))
-                .first::<Option<i64>>(conn)?
+                .get_result::<Option<i64>>(conn)?
                 .unwrap_or(0)
                 .max(query.after),
         };

@@ -294,7 +294,7 @@ pub fn view(conn: &mut DbConn, snapshot: SnapshotRow) -> Result<SnapshotView> {
     let current: Option<String> = projects::table
         .find(&snapshot.project_id)
         .select(projects::current_snapshot_id)
-        .first(conn)?;
+        .get_result(conn)?;
     Ok(SnapshotView {
         is_current: current.as_deref() == Some(snapshot.id.as_str()),
         images,

@@ -38,13 +38,13 @@ fn total_size() -> diesel::expression::SqlLiteral<Nullable<BigInt>> {
 pub fn storage_figures(conn: &mut DbConn) -> Result<StorageFigures> {
     read_tx(conn, |conn| {
         let blob_count: i64 = blobs::table.count().get_result(conn)?;
-        let stored: Option<i64> = blobs::table.select(total_size()).first(conn)?;
+        let stored: Option<i64> = blobs::table.select(total_size()).get_result(conn)?;
         let reclaimable: Option<i64> = blobs::table
             .filter(not(exists(
                 images::table.filter(images::artifact_digest.eq(blobs::digest.nullable())),
             )))
             .select(total_size())
-            .first(conn)?;
+            .get_result(conn)?;
         let open_uploads: i64 = uploads::table.count().get_result(conn)?;
         // Project ids to labels: the first NAMED_PROJECTS slugs, then OTHER.
         let labels: HashMap<String, String> = projects::table
