@@ -59,6 +59,8 @@ struct Checkpointed {
 
 pub struct Writer {
     path: PathBuf,
+    /// `CATCH_UP_PAGES`, smaller in tests.
+    catch_up_pages: i32,
     busy_timeout: Duration,
     slot: Mutex<Slot>,
     /// The checkpoints' own connection (never waiting for the pool).
@@ -113,8 +115,13 @@ impl Drop for Lending {
 
 impl Writer {
     pub fn new(path: PathBuf, busy_timeout: Duration) -> Arc<Writer> {
+        Writer::catching_up_at(path, busy_timeout, CATCH_UP_PAGES)
+    }
+
+    fn catching_up_at(path: PathBuf, busy_timeout: Duration, catch_up_pages: i32) -> Arc<Writer> {
         Arc::new(Writer {
             path,
+            catch_up_pages,
             busy_timeout,
             slot: Mutex::default(),
             checkpointer: Mutex::new(None),
@@ -214,7 +221,7 @@ impl Writer {
     /// next writer restarts the WAL (in place, see `WAL_SIZE_LIMIT`).
     pub fn checkpoint(&self) -> Result<()> {
         let mut log = self.pass()?;
-        if log < CATCH_UP_PAGES {
+        if log < self.catch_up_pages {
             return Ok(());
         }
         self.sync_database()?;
@@ -418,6 +425,60 @@ mod tests {
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Integer)]
         x: i32,
+    }
+
+    /// Under writes that never pause, passive checkpoint passes never copy
+    /// the last frames, and only the held pass lets the WAL start afresh.
+    #[test]
+    fn steady_writes_cannot_keep_the_wal_from_restarting() {
+        const PAGES: i32 = 64;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("steady.db");
+        let writer = Writer::catching_up_at(path.clone(), Duration::from_secs(5), PAGES);
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+            .map(DbConn::Sqlite)
+            .expect("open");
+        conn.batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x BLOB)")
+            .expect("create");
+        let held_before = METRICS.held_checkpoints.get_sample_count();
+        let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let steady = {
+            let (writer, writing) = (writer.clone(), writing.clone());
+            std::thread::spawn(move || {
+                let mut written = 0u64;
+                while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                    writer
+                        .lend(|| {
+                            write_tx(&mut conn, |c| {
+                                diesel::sql_query("INSERT INTO t VALUES (randomblob(4096))")
+                                    .execute(c)
+                                    .map_err(Error::from)
+                            })
+                        })
+                        .expect("write");
+                    written += 1;
+                }
+                written
+            })
+        };
+        for _ in 0..50 {
+            writer.checkpoint().expect("checkpoint");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        let written = steady.join().expect("the writes ran");
+        // Each row takes a page and an overflow page; without restarts the
+        // WAL would hold them all. The passes' own pace bounds how far it
+        // runs ahead between restarts.
+        let appended = written * 2 * 4096;
+        let wal = std::fs::metadata(dir.path().join("steady.db-wal"))
+            .expect("the WAL")
+            .len();
+        assert!(
+            wal < appended / 4,
+            "the WAL grew to {wal} bytes of the {appended} appended"
+        );
+        assert!(METRICS.held_checkpoints.get_sample_count() > held_before);
     }
 
     #[test]
