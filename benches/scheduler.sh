@@ -102,7 +102,9 @@ write_row() { # label raw-name "rate p99 errors p50 held held-ms"
   raw=$(awk -v n="$2" '$1 == n { print $2, $3 }' "$work/raw_writes")
   set -- "$1" $raw $3
   awk -v l="$1" -v rr="$2" -v rp="$3" -v r="$4" -v p="$5" -v e="$6" -v m="$7" -v h="$8" -v hm="$9" \
-    'BEGIN { printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %s | %.0f%% | %d (%d) |\n", l, rr, rp, r, m, p, e, 100 * r / rr, h, hm }'
+    -v b="$backend" 'BEGIN {
+      held = b == "SQLite" ? sprintf("%d (%d)", h, hm) : "–"
+      printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %s | %.0f%% | %s |\n", l, rr, rp, r, m, p, e, 100 * r / rr, held }'
 }
 write_row "POST …/heartbeat" heartbeat "$heartbeat"
 write_row "PATCH /v1/images/{id} (status change)" status_change "$patch"
