@@ -3,9 +3,11 @@
 //!
 //! With `--serve DIR` it only seeds and serves: it writes the service's and
 //! the ceiling's ports, the project ids and the pending image ids into DIR,
-//! and the rate and p99 of heartbeat transactions run on one thread without
-//! HTTP (the write ceiling of the heartbeat row), and runs until killed, for an outside load generator
-//! (`benches/scheduler.sh` drives it with wrk).
+//! and into `raw_writes` the rate and p99 of each write of
+//! `benches/scheduler.sh` (heartbeat, status change, snapshot creation) run
+//! one after another on one thread without HTTP (the write ceilings), and
+//! runs until killed, for an outside load generator (`scheduler.sh` drives
+//! it with wrk).
 //!
 //! Starts snapreg on SQLite (or on a fresh database of the PostgreSQL server
 //! at URL), seeds 100 projects × 4 plans × 50 active snapshots, and drives
@@ -23,7 +25,8 @@ use snapreg::app::Application;
 use snapreg::config::Config;
 use snapreg::db::rows::{PlanStatus, ProjectRow};
 use snapreg::db::schema::projects;
-use snapreg::db::{DatabaseUrl, DbPool, Unique};
+use snapreg::db::writer::Writer;
+use snapreg::db::{DatabaseUrl, DbConn, DbPool, Unique, SQLITE_BUSY_TIMEOUT};
 use snapreg::input::Slug;
 use snapreg::pointer_rules::Precondition;
 use snapreg::registry::images::set_image_status;
@@ -34,7 +37,7 @@ use snapreg::registry::snapshots::{create_snapshot, NewSnapshot};
 use snapreg::registry::{pointer, Actor};
 use snapreg::status::Status;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -95,7 +98,9 @@ fn main() -> Result<(), Failure> {
     let pool = snapreg::db::connect(&url, 32)?;
 
     let started = Instant::now();
-    let seed = seed(&pool, args.projects, args.snapshots)?;
+    // Serving, enough pending images for wrk's status changes and the raw ones.
+    let pending_per_project = if args.serve.is_some() { 250 } else { 150 };
+    let seed = seed(&pool, args.projects, args.snapshots, pending_per_project)?;
     eprintln!(
         "seeded {} projects, {} snapshots, {} pending images in {:.1}s",
         args.projects,
@@ -117,12 +122,21 @@ fn main() -> Result<(), Failure> {
         let (pending, raw_images) = seed
             .pending
             .split_at(seed.pending.len().saturating_sub(RAW_IMAGES));
+        // On SQLite, through a write connection set up as the service's
+        // (no checkpoint in its commits; the service's checkpoints run).
+        let writer = match &url {
+            DatabaseUrl::Sqlite(path) => Some(Writer::new(path.clone(), SQLITE_BUSY_TIMEOUT)),
+            DatabaseUrl::Postgres(_) => None,
+        };
         let raw = [
-            ("heartbeat", raw_heartbeats(&pool, pending)?),
-            ("status_change", raw_status_changes(&pool, raw_images)?),
+            ("heartbeat", raw_heartbeats(&pool, &writer, pending)?),
+            (
+                "status_change",
+                raw_status_changes(&pool, &writer, raw_images)?,
+            ),
             (
                 "snapshot_creation",
-                raw_snapshot_creations(&pool, &seed.project_ids)?,
+                raw_snapshot_creations(&pool, &writer, &seed.project_ids)?,
             ),
         ];
         let raw: String = raw
@@ -260,7 +274,12 @@ struct Seed {
     pending: Vec<String>,
 }
 
-fn seed(pool: &DbPool, projects: usize, snapshots: usize) -> Result<Seed, Failure> {
+fn seed(
+    pool: &DbPool,
+    projects: usize,
+    snapshots: usize,
+    pending_per_project: usize,
+) -> Result<Seed, Failure> {
     let actor = Actor(Some("bench".into()));
     let project_ids = Mutex::new(Vec::new());
     let pending = Mutex::new(Vec::new());
@@ -329,7 +348,7 @@ fn seed(pool: &DbPool, projects: usize, snapshots: usize) -> Result<Seed, Failur
                             )?;
                         }
                         // Pending snapshots whose images the builders will activate.
-                        for _ in 0..250 {
+                        for _ in 0..pending_per_project {
                             let view = create_snapshot(
                                 &mut conn,
                                 actor,
@@ -664,66 +683,83 @@ fn raw_transactions(
 }
 
 /// How long each raw write runs, and how many pending images the raw status
-/// changes may take (more than they get through in that time).
+/// changes may take (more than they get through in that time; they stop
+/// early if not).
 const RAW_SECONDS: Duration = Duration::from_secs(2);
-const RAW_IMAGES: usize = 6000;
+const RAW_IMAGES: usize = 10_000;
 
-/// The registry's heartbeat, one transaction after another on one thread
-/// and one pooled connection, no HTTP, round the pending images.
-fn raw_heartbeats(pool: &DbPool, images: &[String]) -> Result<Stats, Failure> {
+/// The registry's heartbeat, one transaction after another on one thread,
+/// no HTTP, round the pending images.
+fn raw_heartbeats(
+    pool: &DbPool,
+    writer: &Option<Arc<Writer>>,
+    images: &[String],
+) -> Result<Stats, Failure> {
     let mut next = images.iter().cycle();
-    one_thread(pool, |conn| {
-        let id = next.next().ok_or("no pending images")?;
-        heartbeat(conn, id, Some("step 3/7".into()))?;
-        Ok(())
+    one_thread(pool, writer, |conn| {
+        let id = next.next()?;
+        Some(heartbeat(conn, id, Some("step 3/7".into())).map(drop))
     })
 }
 
-/// The registry's image status change (pending → active), as `raw_heartbeats`.
-fn raw_status_changes(pool: &DbPool, images: &[String]) -> Result<Stats, Failure> {
+/// The registry's image status change (pending → active), as `raw_heartbeats`,
+/// each image once.
+fn raw_status_changes(
+    pool: &DbPool,
+    writer: &Option<Arc<Writer>>,
+    images: &[String],
+) -> Result<Stats, Failure> {
     let actor = Actor(Some("bench".into()));
     let mut next = images.iter();
-    one_thread(pool, |conn| {
-        let id = next
-            .next()
-            .ok_or("the raw status changes ran out of images")?;
-        set_image_status(conn, &actor, id, Status::Active)?;
-        Ok(())
+    one_thread(pool, writer, |conn| {
+        let id = next.next()?;
+        Some(set_image_status(conn, &actor, id, Status::Active).map(drop))
     })
 }
 
 /// The registry's snapshot creation (a pending snapshot with an image per
 /// plan), as `raw_heartbeats`, round the projects.
-fn raw_snapshot_creations(pool: &DbPool, projects: &[String]) -> Result<Stats, Failure> {
+fn raw_snapshot_creations(
+    pool: &DbPool,
+    writer: &Option<Arc<Writer>>,
+    projects: &[String],
+) -> Result<Stats, Failure> {
     let actor = Actor(Some("bench".into()));
     let mut next = projects.iter().cycle();
-    one_thread(pool, |conn| {
-        let project = next.next().ok_or("no projects")?;
+    one_thread(pool, writer, |conn| {
+        let project = next.next()?;
         let new = NewSnapshot {
             source: None,
             build_id: None,
             plans: None,
             status: Status::Pending,
         };
-        create_snapshot(conn, &actor, project, new)?;
-        Ok(())
+        Some(create_snapshot(conn, &actor, project, new).map(drop))
     })
 }
 
-/// Runs `write` one transaction after another on one thread and one pooled
-/// connection for `RAW_SECONDS`: the write rate without HTTP or queueing.
+/// Runs `write` one transaction after another on one thread for
+/// `RAW_SECONDS`, or until it has no more to do (`None`): the write rate
+/// without HTTP or queueing. With a writer (SQLite), the writes run on its
+/// write connection, as the service's do.
 fn one_thread(
     pool: &DbPool,
-    mut write: impl FnMut(&mut snapreg::db::DbConn) -> Result<(), Failure>,
+    writer: &Option<Arc<Writer>>,
+    mut write: impl FnMut(&mut DbConn) -> Option<snapreg::error::Result<()>>,
 ) -> Result<Stats, Failure> {
     let mut conn = pool.get()?;
     let mut stats = Stats::default();
     let started = Instant::now();
     while started.elapsed() < RAW_SECONDS {
         let sent = Instant::now();
-        match write(&mut conn) {
-            Ok(()) => stats.latencies_us.push(sent.elapsed().as_micros() as u32),
-            Err(_) => stats.errors += 1,
+        let ran = match writer {
+            Some(writer) => writer.lend(|| write(&mut conn)),
+            None => write(&mut conn),
+        };
+        match ran {
+            None => break,
+            Some(Ok(())) => stats.latencies_us.push(sent.elapsed().as_micros() as u32),
+            Some(Err(_)) => stats.errors += 1,
         }
     }
     stats.elapsed = started.elapsed();

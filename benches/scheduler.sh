@@ -16,6 +16,8 @@
 # HTTP; and each write row counts the checkpoint passes that held the
 # writers during it (SQLite), so that a run that never paid for one shows.
 set -euo pipefail
+# A failing wrk or curl inside $(…) stops the script too.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 URL=${1:-}
 command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
@@ -60,7 +62,7 @@ cond=$(run "$service" current_304.lua)
 second=$(run "$bare" bare.lua)
 # The held checkpoint passes (SQLite) so far: their count and total ms.
 held() {
-  curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$service/metrics" | awk '
+  curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$service/metrics" | awk '
     $1 == "snapreg_sqlite_held_checkpoint_seconds_count" { n = $2 }
     $1 == "snapreg_sqlite_held_checkpoint_seconds_sum" { s = $2 }
     END { printf "%d %.0f\n", n, s * 1000 }'
@@ -104,8 +106,10 @@ write_row() { # label raw-name "rate p99 errors p50 held held-ms"
   awk -v l="$1" -v rr="$2" -v rp="$3" -v r="$4" -v p="$5" -v e="$6" -v m="$7" -v h="$8" -v hm="$9" \
     -v b="$backend" 'BEGIN {
       held = b == "SQLite" ? sprintf("%d (%d)", h, hm) : "–"
-      printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %s | %.0f%% | %s |\n", l, rr, rp, r, m, p, e, 100 * r / rr, held }'
+      vs = rr > 0 ? sprintf("%.0f%%", 100 * r / rr) : "–"
+      printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %s | %s | %s |\n", l, rr, rp, r, m, p, e, vs, held }'
 }
 write_row "POST …/heartbeat" heartbeat "$heartbeat"
 write_row "PATCH /v1/images/{id} (status change)" status_change "$patch"
 write_row "POST …/snapshots (snapshot creation)" snapshot_creation "$snapshot"
+awk '$4 > 0 { printf "\nwarning: %d raw %s transactions failed\n", $4, $1 }' "$work/raw_writes"

@@ -36,14 +36,15 @@ use std::time::Duration;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// WAL pages (256 MiB) beyond which a checkpoint ends with a pass holding the
 /// writers' turn. Below it, quiet moments let the WAL restart by itself.
-/// Each held pass stops every writer for its fsync (6–15 ms); at 64 MiB
+/// Each held pass stops every writer for its fsync (5–25 ms); at 64 MiB
 /// that came every second or two under steady writes and set the writes'
 /// p99. The cost: a WAL of up to about 256 MiB on disk, which SQLite reads
 /// through once when it opens the database after a crash.
 const CATCH_UP_PAGES: i32 = 65_536;
 /// The WAL file's size SQLite cuts it back to when it restarts (bytes):
-/// above what `CATCH_UP_PAGES` lets it reach, so that the writer that
-/// restarts it never truncates hundreds of megabytes while holding the turn.
+/// above what `CATCH_UP_PAGES` normally lets it reach (a long-running reader
+/// can hold a restart back), so that the writer that restarts it does not
+/// truncate hundreds of megabytes while holding the turn.
 const WAL_SIZE_LIMIT: u64 = 512 << 20;
 /// At most this many pages (1 MiB) appended during the last pass before
 /// the held one, unless `CATCH_UP_PASSES` passes did not get there.
@@ -343,6 +344,15 @@ mod tests {
     use diesel::sqlite::SqliteConnection;
     use std::sync::mpsc;
 
+    /// The writer tests share the process's queue (`SQLITE_WRITERS`): one
+    /// at a time, so that the steady writes of one do not split the batch
+    /// another arranges.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    fn one_at_a_time() -> MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// What a member does in its write transaction.
     #[derive(Clone, Copy)]
     enum Then {
@@ -362,6 +372,7 @@ mod tests {
     /// that they share one batch; returns each one's answer (`None` for a
     /// panic) and the rows committed.
     fn three_members(members: [Then; 3]) -> (Vec<Option<bool>>, Vec<i32>) {
+        let _alone = one_at_a_time();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("batch.db");
         let writer = Writer::new(path.clone(), Duration::from_secs(5));
@@ -432,14 +443,22 @@ mod tests {
     #[test]
     fn steady_writes_cannot_keep_the_wal_from_restarting() {
         const PAGES: i32 = 64;
+        const ROWS: usize = 64;
+        let _alone = one_at_a_time();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("steady.db");
         let writer = Writer::catching_up_at(path.clone(), Duration::from_secs(5), PAGES);
         let mut conn = SqliteConnection::establish(&path.to_string_lossy())
             .map(DbConn::Sqlite)
             .expect("open");
-        conn.batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x BLOB)")
-            .expect("create");
+        // Rows rewritten in place: the WAL grows, the database does not.
+        conn.batch_execute(&format!(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (x BLOB); \
+             INSERT INTO t WITH RECURSIVE n(i) AS \
+             (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) \
+             SELECT randomblob(4096) FROM n;"
+        ))
+        .expect("create");
         let held_before = METRICS.held_checkpoints.get_sample_count();
         let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let steady = {
@@ -447,12 +466,15 @@ mod tests {
             std::thread::spawn(move || {
                 let mut written = 0u64;
                 while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                    let row = written % ROWS as u64 + 1;
                     writer
                         .lend(|| {
                             write_tx(&mut conn, |c| {
-                                diesel::sql_query("INSERT INTO t VALUES (randomblob(4096))")
-                                    .execute(c)
-                                    .map_err(Error::from)
+                                diesel::sql_query(format!(
+                                    "UPDATE t SET x = randomblob(4096) WHERE rowid = {row}"
+                                ))
+                                .execute(c)
+                                .map_err(Error::from)
                             })
                         })
                         .expect("write");
@@ -467,9 +489,9 @@ mod tests {
         }
         writing.store(false, std::sync::atomic::Ordering::Relaxed);
         let written = steady.join().expect("the writes ran");
-        // Each row takes a page and an overflow page; without restarts the
-        // WAL would hold them all. The passes' own pace bounds how far it
-        // runs ahead between restarts.
+        // Each rewrite appends at least its row's page and overflow page;
+        // without restarts the WAL would hold them all. The passes' own
+        // pace bounds how far it runs ahead between restarts.
         let appended = written * 2 * 4096;
         let wal = std::fs::metadata(dir.path().join("steady.db-wal"))
             .expect("the WAL")
