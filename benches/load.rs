@@ -128,15 +128,38 @@ fn main() -> Result<(), Failure> {
             DatabaseUrl::Sqlite(path) => Some(Writer::new(path.clone(), SQLITE_BUSY_TIMEOUT)),
             DatabaseUrl::Postgres(_) => None,
         };
+        let actor = Actor(Some("bench".into()));
+        let (mut beating, mut changing) = (pending.iter().cycle(), raw_images.iter());
+        let mut creating = seed.project_ids.iter().cycle();
+        let new_snapshot = || NewSnapshot {
+            source: None,
+            build_id: None,
+            plans: None,
+            status: Status::Pending,
+        };
+        // Heartbeats round the pending images, status changes (pending →
+        // active) each image once, snapshot creations round the projects.
         let raw = [
-            ("heartbeat", raw_heartbeats(&pool, &writer, pending)?),
+            (
+                "heartbeat",
+                one_thread(&pool, &writer, |conn| {
+                    let id = beating.next()?;
+                    Some(heartbeat(conn, id, Some("step 3/7".into())).map(drop))
+                })?,
+            ),
             (
                 "status_change",
-                raw_status_changes(&pool, &writer, raw_images)?,
+                one_thread(&pool, &writer, |conn| {
+                    let id = changing.next()?;
+                    Some(set_image_status(conn, &actor, id, Status::Active).map(drop))
+                })?,
             ),
             (
                 "snapshot_creation",
-                raw_snapshot_creations(&pool, &writer, &seed.project_ids)?,
+                one_thread(&pool, &writer, |conn| {
+                    let project = creating.next()?;
+                    Some(create_snapshot(conn, &actor, project, new_snapshot()).map(drop))
+                })?,
             ),
         ];
         let raw: String = raw
@@ -688,60 +711,10 @@ fn raw_transactions(
 const RAW_SECONDS: Duration = Duration::from_secs(2);
 const RAW_IMAGES: usize = 10_000;
 
-/// The registry's heartbeat, one transaction after another on one thread,
-/// no HTTP, round the pending images.
-fn raw_heartbeats(
-    pool: &DbPool,
-    writer: &Option<Arc<Writer>>,
-    images: &[String],
-) -> Result<Stats, Failure> {
-    let mut next = images.iter().cycle();
-    one_thread(pool, writer, |conn| {
-        let id = next.next()?;
-        Some(heartbeat(conn, id, Some("step 3/7".into())).map(drop))
-    })
-}
-
-/// The registry's image status change (pending → active), as `raw_heartbeats`,
-/// each image once.
-fn raw_status_changes(
-    pool: &DbPool,
-    writer: &Option<Arc<Writer>>,
-    images: &[String],
-) -> Result<Stats, Failure> {
-    let actor = Actor(Some("bench".into()));
-    let mut next = images.iter();
-    one_thread(pool, writer, |conn| {
-        let id = next.next()?;
-        Some(set_image_status(conn, &actor, id, Status::Active).map(drop))
-    })
-}
-
-/// The registry's snapshot creation (a pending snapshot with an image per
-/// plan), as `raw_heartbeats`, round the projects.
-fn raw_snapshot_creations(
-    pool: &DbPool,
-    writer: &Option<Arc<Writer>>,
-    projects: &[String],
-) -> Result<Stats, Failure> {
-    let actor = Actor(Some("bench".into()));
-    let mut next = projects.iter().cycle();
-    one_thread(pool, writer, |conn| {
-        let project = next.next()?;
-        let new = NewSnapshot {
-            source: None,
-            build_id: None,
-            plans: None,
-            status: Status::Pending,
-        };
-        Some(create_snapshot(conn, &actor, project, new).map(drop))
-    })
-}
-
-/// Runs `write` one transaction after another on one thread for
-/// `RAW_SECONDS`, or until it has no more to do (`None`): the write rate
-/// without HTTP or queueing. With a writer (SQLite), the writes run on its
-/// write connection, as the service's do.
+/// Runs `write` (a registry function: the service's write without HTTP) one
+/// transaction after another on one thread for `RAW_SECONDS`, or until it
+/// has no more to do (`None`): the raw write rate. With a writer (SQLite),
+/// the writes run on its write connection, as the service's do.
 fn one_thread(
     pool: &DbPool,
     writer: &Option<Arc<Writer>>,
