@@ -36,10 +36,11 @@ use std::time::Duration;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// WAL pages (256 MiB) beyond which a checkpoint ends with a pass holding the
 /// writers' turn. Below it, quiet moments let the WAL restart by itself.
-/// Each held pass stops every writer for its fsync (5–25 ms); at 64 MiB
+/// Each held pass stops every writer for its fsync (3–25 ms); at 64 MiB
 /// that came every second or two under steady writes and set the writes'
-/// p99. The cost: a WAL of up to about 256 MiB on disk, which SQLite reads
-/// through once when it opens the database after a crash.
+/// p99. The cost: a WAL of about 256 MiB on disk (more while writes outrun
+/// the passes), which SQLite reads through once when it opens the database
+/// after a crash.
 const CATCH_UP_PAGES: i32 = 65_536;
 /// The WAL file's size SQLite cuts it back to when it restarts (bytes):
 /// above what `CATCH_UP_PAGES` normally lets it reach (a long-running reader
