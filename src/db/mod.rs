@@ -42,6 +42,24 @@ const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres
 /// Serialises concurrent start-ups of several replicas on one PostgreSQL.
 const MIGRATION_LOCK_KEY: i64 = 0x0073_6e61_7072_6567; // "snapreg" in ASCII
 
+/// Runs `$body` with `$c` bound to the backend's own connection, for what
+/// `MultiConnection` cannot run: a multi-row `INSERT` (one statement for
+/// many rows; diesel builds and binds each statement anew, which cost a
+/// write as much as SQLite's own work).
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg($c) => $body,
+            $crate::db::DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
+/// Rows one multi-row `INSERT` carries at most: both backends bound the
+/// parameters of a statement (SQLite 32,766, PostgreSQL 65,535).
+pub const INSERT_CHUNK: usize = 500;
+
 /// Where the data lives, decided from the `DATABASE_URL` scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {

@@ -118,7 +118,7 @@ pub struct SnapshotRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = images)]
+#[diesel(table_name = images, treat_none_as_default_value = false)]
 pub struct ImageRow {
     pub id: String,
     pub snapshot_id: String,
@@ -177,7 +177,7 @@ pub struct UploadPartRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = events)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct EventRow {
     pub id: String,
     pub at: NaiveDateTime,

@@ -280,7 +280,11 @@ impl Writer {
             autocheckpoint,
         };
         settings.on_acquire(&mut conn).map_err(unavailable)?;
-        conn.batch_execute(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"))?;
+        // Savepoint journals in memory: on a file, each member's first
+        // change to a page wrote the page's old copy with a syscall.
+        conn.batch_execute(&format!(
+            "PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; PRAGMA temp_store = MEMORY;"
+        ))?;
         Ok(conn)
     }
 }

@@ -5,7 +5,7 @@ use super::page::{keyset, Page, PageRequest};
 use super::{new_id, Change};
 use crate::db::rows::{EventRow, ImageRow, SnapshotRow};
 use crate::db::schema::events;
-use crate::db::DbConn;
+use crate::db::{on_backend, DbConn, INSERT_CHUNK};
 use crate::error::Result;
 use crate::metrics::METRICS;
 use crate::status::Status;
@@ -142,12 +142,18 @@ pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
             None
         }
     };
-    for event in events {
-        let event = EventRow {
-            seq: next,
-            ..event.clone()
-        };
-        next = next.map(|n| n + 1);
+    let numbered: Vec<EventRow> = events
+        .iter()
+        .map(|event| {
+            let seq = next;
+            next = next.map(|n| n + 1);
+            EventRow {
+                seq,
+                ..event.clone()
+            }
+        })
+        .collect();
+    for event in &numbered {
         let kind = match event.kind.as_str() {
             SNAPSHOT_STATUS => Some("snapshot"),
             IMAGE_STATUS => Some("image"),
@@ -159,9 +165,11 @@ pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
                 .with_label_values(&[kind, to.as_str()])
                 .inc();
         }
-        diesel::insert_into(events::table)
-            .values(&event)
-            .execute(conn)?;
+    }
+    for rows in numbered.chunks(INSERT_CHUNK) {
+        on_backend!(&mut *conn, |c| diesel::insert_into(events::table)
+            .values(rows)
+            .execute(c))?;
     }
     Ok(())
 }

@@ -97,7 +97,7 @@ pub fn set_image_status(
         // The snapshot's lock first; then the image as it is now, since
         // another builder may have changed it while we waited.
         let snapshot = lookup::lock_snapshot(conn, &found.snapshot_id)?;
-        let mut image = lookup::image(conn, &found.id)?;
+        let mut image = lookup::image_again(conn, found)?;
         let change = Change::new(actor);
         match status::transition(image.status, to) {
             Transition::Same => Ok((image, snapshot)),

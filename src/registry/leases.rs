@@ -27,7 +27,7 @@ pub fn heartbeat(conn: &mut DbConn, reference: &str, log_tail: Option<String>) -
     write_tx(conn, |conn| {
         let found = lookup::image(conn, reference)?;
         lookup::lock_snapshot(conn, &found.snapshot_id)?;
-        let mut image = lookup::image(conn, &found.id)?;
+        let mut image = lookup::image_again(conn, found)?;
         if image.status != Status::Pending {
             return Err(Error::ImageNotPending {
                 id: image.id,

@@ -145,6 +145,17 @@ pub fn image(conn: &mut DbConn, reference: &str) -> Result<ImageRow> {
         .ok_or_else(not_found)
 }
 
+/// The image read before its snapshot's lock was taken, as it is now. On
+/// PostgreSQL another transaction may have changed it meanwhile, so it is
+/// read again; on SQLite this transaction has held the write lock since it
+/// began, so the row read before is still the row.
+pub fn image_again(conn: &mut DbConn, read: ImageRow) -> Result<ImageRow> {
+    match conn {
+        DbConn::Pg(_) => image(conn, &read.id),
+        DbConn::Sqlite(_) => Ok(read),
+    }
+}
+
 /// The images of one snapshot, oldest first.
 pub fn images_of(conn: &mut DbConn, snapshot_id: &str) -> Result<Vec<ImageRow>> {
     Ok(images::table

@@ -44,6 +44,31 @@ async fn default_snapshot_has_one_pending_image_per_snapshottable_plan() {
     assert_eq!(app.snapshot_by_id(&snapshot).await, snapshot);
 }
 
+/// Images and events are inserted many rows to a statement, in chunks that
+/// stay under the backends' limits on bound parameters: 2,200 images of 15
+/// columns could not be bound in one statement on SQLite (32,766).
+#[actix_rt::test]
+async fn a_snapshot_of_more_plans_than_one_insert_carries_has_them_all() {
+    let app = TestApp::spawn().await;
+    let plans: Vec<String> = (0..2200).map(|i| format!("p{i:04}")).collect();
+    let slugs: Vec<&str> = plans.iter().map(String::as_str).collect();
+    app.project_with_plans("wide", &slugs).await;
+
+    let snapshot = app.snapshot("wide", json!({})).await;
+    let read = app.snapshot_by_id(&snapshot).await;
+    assert_eq!(images(&read).len(), plans.len());
+    assert_eq!(read, snapshot);
+    let events = app.events_of_snapshot(&snapshot).await;
+    assert_eq!(events.len(), plans.len() + 1, "its own and one per image");
+    let mut imaged: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["image_id"].as_str())
+        .collect();
+    imaged.sort_unstable();
+    imaged.dedup();
+    assert_eq!(imaged.len(), plans.len());
+}
+
 #[actix_rt::test]
 async fn snapshot_without_snapshottable_plans_is_refused() {
     let app = TestApp::spawn().await;
