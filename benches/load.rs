@@ -99,7 +99,7 @@ fn main() -> Result<(), Failure> {
 
     let started = Instant::now();
     // Serving, enough pending images for wrk's status changes and the raw ones.
-    let pending_per_project = if args.serve.is_some() { 250 } else { 150 };
+    let pending_per_project = if args.serve.is_some() { 500 } else { 150 };
     let seed = seed(&pool, args.projects, args.snapshots, pending_per_project)?;
     eprintln!(
         "seeded {} projects, {} snapshots, {} pending images in {:.1}s",

@@ -22,6 +22,15 @@ pub fn recorded() {
     RECORDED.with(|r| r.set(true));
 }
 
+/// Runs `work` and says whether it recorded events, leaving this thread's
+/// own note as it was: the thread leading a write batch runs other
+/// requests' transactions too (`db::batch`).
+pub fn noting<T>(work: impl FnOnce() -> T) -> (T, bool) {
+    let before = RECORDED.with(|r| r.replace(false));
+    let out = work();
+    (out, RECORDED.with(|r| r.replace(before)))
+}
+
 pub struct Wake {
     generation: watch::Sender<u64>,
     closed: AtomicBool,

@@ -338,7 +338,9 @@ pub const WRITE_ATTEMPTS: u32 = 5;
 /// there) before they read what they decide on.
 pub fn write_tx<T, F>(conn: &mut DbConn, mut f: F) -> Result<T>
 where
-    F: FnMut(&mut DbConn) -> Result<T>,
+    // Sent: on SQLite another request's thread may run it (`batch`).
+    F: FnMut(&mut DbConn) -> Result<T> + Send,
+    T: Send,
 {
     let mut attempt = 1;
     loop {
@@ -349,7 +351,7 @@ where
             None => {
                 // SQLite: one writer at a time anyway; they queue here, in
                 // order, rather than poll SQLite's busy handler (`queue`).
-                let _turn = sqlite.then(|| SQLITE_WRITERS.wait_turn(queue::UNTAGGED));
+                let _turn = sqlite.then(|| SQLITE_WRITERS.wait_turn());
                 // Cached reads are forgotten from here until after the commit.
                 let _writing = write_clock::WRITES.writing();
                 begin_write(conn).and_then(|()| finish(conn, &mut f))

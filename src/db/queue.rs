@@ -25,16 +25,10 @@ struct State {
 struct Waiter {
     thread: Thread,
     given: Arc<AtomicBool>,
-    tag: usize,
 }
 
 /// Holding one is having the turn; dropping it passes the turn on.
 pub struct Turn<'a>(&'a WriterQueue);
-
-/// Whom a turn is for: the write connection a writer will use (so that a
-/// writer can tell whether the next one shares its transaction, see
-/// `writer`), or `UNTAGGED`.
-pub const UNTAGGED: usize = 0;
 
 impl Default for WriterQueue {
     fn default() -> Self {
@@ -54,7 +48,7 @@ impl WriterQueue {
 
     /// Waits for this caller's turn. A poisoned lock (a writer panicked)
     /// still serves turns: the state is consistent at every unlock.
-    pub fn wait_turn(&self, tag: usize) -> Turn<'_> {
+    pub fn wait_turn(&self) -> Turn<'_> {
         let given = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if !state.busy {
@@ -65,7 +59,6 @@ impl WriterQueue {
             state.waiting.push_back(Waiter {
                 thread: std::thread::current(),
                 given: given.clone(),
-                tag,
             });
             given
         };
@@ -81,15 +74,6 @@ impl WriterQueue {
     /// How many wait for their turn.
     pub fn waiting(&self) -> usize {
         self.state.lock().map(|s| s.waiting.len()).unwrap_or(0)
-    }
-}
-
-impl Turn<'_> {
-    /// Whether the turn passes next to a writer with this tag. (Waiters
-    /// never leave the queue, so it stays true until this turn ends.)
-    pub fn next_is(&self, tag: usize) -> bool {
-        let state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.waiting.front().is_some_and(|w| w.tag == tag)
     }
 }
 
@@ -115,12 +99,12 @@ mod tests {
     fn turns_are_served_in_the_order_asked_and_one_at_a_time() {
         let queue = Arc::new(WriterQueue::new());
         let order = Arc::new(Mutex::new(Vec::new()));
-        let first = queue.wait_turn(UNTAGGED);
+        let first = queue.wait_turn();
         let waiters: Vec<_> = (0..8)
             .map(|i| {
                 let (shared, order) = (queue.clone(), order.clone());
                 let handle = std::thread::spawn(move || {
-                    let _turn = shared.wait_turn(UNTAGGED);
+                    let _turn = shared.wait_turn();
                     order.lock().map(|mut o| o.push(i)).ok();
                 });
                 // Each asks after the one before it.

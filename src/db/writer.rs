@@ -15,9 +15,8 @@
 //! it while every queued writer waited. `checkpoint` does that work instead,
 //! on a connection of its own (see there).
 
-use super::batch::{self, Batch, Failed};
+use super::batch::{Answer, Failed, Member, Members};
 use super::failure::DbErrorKind;
-use super::queue::UNTAGGED;
 use super::{
     begin_write, write_clock, ConnectionSettings, DatabaseUrl, DbConn, Manager, SQLITE_WRITERS,
 };
@@ -26,11 +25,12 @@ use crate::metrics::METRICS;
 use diesel::connection::{Connection, SimpleConnection, TransactionManager};
 use diesel::r2d2::{CustomizeConnection, ManageConnection, R2D2Connection};
 use diesel::RunQueryDsl;
+use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often `serve` checkpoints.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -64,7 +64,11 @@ pub struct Writer {
     /// `CATCH_UP_PAGES`, smaller in tests.
     catch_up_pages: i32,
     busy_timeout: Duration,
-    slot: Mutex<Slot>,
+    /// The write connection (opened at the first write, dropped when a
+    /// failure left it broken); only a batch's leader uses it.
+    conn: Mutex<Option<DbConn>>,
+    /// The writers waiting for a batch (`batch`).
+    members: Members,
     /// The checkpoints' own connection (never waiting for the pool).
     checkpointer: Mutex<Option<DbConn>>,
     /// The database file, for `sync_database`. Never closed: closing any
@@ -81,22 +85,36 @@ impl Drop for Writer {
     }
 }
 
-/// The write connection (opened at the first write, dropped when a failure
-/// left it broken) and the batch open on it.
-#[derive(Default)]
-struct Slot {
-    conn: Option<DbConn>,
-    batch: Option<Batch>,
+/// Hands the lead on when the leader is done, whatever happens.
+struct HandOn<'a>(&'a Members);
+
+impl Drop for HandOn<'_> {
+    fn drop(&mut self) {
+        self.0.hand_on();
+    }
 }
 
-impl Slot {
-    /// Gives up the open batch: closing the connection rolls it back, and
-    /// its members are told (they run again, see `write`).
-    fn abandon(&mut self, why: &str) {
-        if let Some(batch) = self.batch.take() {
-            batch.outcome.settle(Err(Failed::rolled_back(why)));
+/// The members a leader took from the queue for a batch, each answered
+/// with how the batch ended once it has, whatever happens.
+struct Taken {
+    /// Each ran, with the payload of its panic if it panicked.
+    ran: Vec<(Member, Option<Box<dyn Any + Send>>)>,
+    /// `None` until the batch has ended: rolled back.
+    ended: Option<std::result::Result<(), Failed>>,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        let ended = self
+            .ended
+            .take()
+            .unwrap_or_else(|| Err(Failed::rolled_back("the batch was abandoned")));
+        for (member, panic) in self.ran.drain(..) {
+            member.answer(match panic {
+                Some(payload) => Answer::Panicked(payload),
+                None => Answer::Ran(ended.clone()),
+            });
         }
-        self.conn = None;
     }
 }
 
@@ -125,7 +143,8 @@ impl Writer {
             path,
             catch_up_pages,
             busy_timeout,
-            slot: Mutex::default(),
+            conn: Mutex::new(None),
+            members: Members::default(),
             checkpointer: Mutex::new(None),
             database_file: Mutex::new(None),
         })
@@ -138,79 +157,131 @@ impl Writer {
         work()
     }
 
-    /// Runs `f` as one write transaction on the write connection, after its
-    /// turn in the queue: in a savepoint of the batch open there (one is
-    /// begun if none is), which the last member commits (`batch`). Answers
-    /// once that commit is done. A member that fails rolls back only its own
-    /// savepoint. A batch rolled back fails every member, whatever its own
-    /// answer was, with `Contention`, so that `db::write_tx` runs them again.
-    pub(super) fn write<T>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut DbConn) -> Result<T>,
+    /// Runs `f` as one write transaction on the write connection, in a
+    /// savepoint of a batch (`batch`): led by this thread, or by the one
+    /// leading when it joined. Answers once the batch's commit is done. A
+    /// member that fails rolls back only its own savepoint. A batch rolled
+    /// back fails every member, whatever its own answer was, with
+    /// `Contention`, so that `db::write_tx` runs them again.
+    pub(super) fn write<T: Send>(
+        &self,
+        f: impl FnOnce(&mut DbConn) -> Result<T> + Send,
     ) -> Result<T> {
-        let tag = Arc::as_ptr(self) as usize;
-        let turn = SQLITE_WRITERS.wait_turn(tag);
-        // Cached reads are forgotten from here until after the commit.
-        let _writing = write_clock::WRITES.writing();
-        let mut guard = self.slot.lock().unwrap_or_else(|poisoned| {
-            self.slot.clear_poison();
-            let mut slot = poisoned.into_inner();
-            slot.abandon("a write panicked");
-            slot
-        });
-        let slot = &mut *guard;
-        let conn = match &mut slot.conn {
-            Some(conn) => conn,
-            empty => empty.insert(self.open(0)?),
+        let mut f = Some(f);
+        let mut own = None;
+        let mut recorded = false;
+        // The leader's thread runs it: its log lines keep this request's id.
+        let request_id = crate::logging::current_request_id();
+        let mut work = |conn: &mut DbConn| {
+            let Some(f) = f.take() else { return true };
+            crate::logging::on_thread(request_id.clone(), || {
+                let ((result, intact), events) = crate::wake::noting(|| in_savepoint(conn, f));
+                own = Some(result);
+                recorded = events;
+                intact
+            })
         };
-        if slot.batch.is_none() {
-            if let Err(e) = begin_write(conn) {
-                slot.abandon("cannot begin");
-                return Err(e);
+        // SAFETY: `work` outlives the loop below, which ends only with an
+        // answer; `lead` answers every member it takes, also when it panics.
+        let (ticket, mut leads) = unsafe { self.members.join(&mut work) };
+        let answer = loop {
+            if leads {
+                self.lead();
             }
-            slot.batch = Some(Batch::begun());
+            match ticket.wait() {
+                Some(answer) => break answer,
+                None => leads = true,
+            }
+        };
+        if recorded {
+            crate::wake::recorded();
         }
-        let (own, intact) = match catch_unwind(AssertUnwindSafe(|| in_savepoint(conn, f))) {
-            Ok(ran) => ran,
-            Err(panic) => {
-                // The next writer starts afresh; the lock is not poisoned.
-                slot.abandon("a write in the batch panicked");
-                drop(guard);
-                drop(turn);
-                resume_unwind(panic)
+        match answer {
+            Answer::Ran(Ok(())) => {
+                own.unwrap_or_else(|| Err(Error::Internal("a write in a batch never ran".into())))
             }
-        };
-        let Some(open) = slot.batch.as_ref() else {
-            return Err(Error::Internal("the write batch vanished".into()));
-        };
-        let outcome = open.outcome.clone();
-        if !intact {
-            slot.abandon("its transaction was lost");
-        } else if batch::ends_batch(turn.next_is(tag), open.open_for()) {
-            // Taken out first: a panic before it is settled settles it
-            // (`Batch`'s drop), so no member waits forever.
-            let ending = slot.batch.take();
-            // A failed commit was rolled back, or left the connection broken.
-            let committed = <DbConn as Connection>::TransactionManager::commit_transaction(conn);
-            if conn.is_broken() {
-                slot.conn = None;
-            }
-            outcome.settle(committed.map_err(Failed::of_commit));
-            drop(ending);
-        }
-        drop(guard);
-        drop(turn);
-        match outcome.wait() {
-            Ok(()) => own,
-            Err(Failed { retry: true, cause }) => Err(Error::Database {
+            Answer::Ran(Err(Failed { retry: true, cause })) => Err(Error::Database {
                 kind: DbErrorKind::Contention,
                 cause: format!("its batch was not committed: {cause}"),
             }),
-            Err(Failed { cause, .. }) => Err(Error::Database {
+            Answer::Ran(Err(Failed { cause, .. })) => Err(Error::Database {
                 kind: DbErrorKind::Unavailable,
                 cause: format!("whether its batch was committed is not known: {cause}"),
             }),
+            Answer::Panicked(payload) => resume_unwind(payload),
+            Answer::NotRun(error) => Err(error),
         }
+    }
+
+    /// Leads one batch, hands the lead on, and answers the batch's members:
+    /// in that order, since the next leader has a batch to run and they
+    /// only have answers to send.
+    fn lead(&self) {
+        let mut taken = Taken {
+            ran: Vec::new(),
+            ended: None,
+        };
+        let hand_on = HandOn(&self.members);
+        self.batch(&mut taken);
+        drop(hand_on);
+        drop(taken);
+    }
+
+    /// One batch: after the turn in the queue, runs the first waiting member
+    /// (this thread's own) and those that join while the batch is young
+    /// (`takes_more`), then commits, and answers them all.
+    fn batch(&self, taken: &mut Taken) {
+        let Some(first) = self.members.first() else {
+            return;
+        };
+        let _turn = SQLITE_WRITERS.wait_turn();
+        // Cached reads are forgotten from here until after the commit.
+        let _writing = write_clock::WRITES.writing();
+        // Poisoned, its transaction may still be open: closing it rolls back.
+        let mut slot = self.conn.lock().unwrap_or_else(|poisoned| {
+            self.conn.clear_poison();
+            let mut slot = poisoned.into_inner();
+            *slot = None;
+            slot
+        });
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            empty => match self.open(0) {
+                Ok(conn) => empty.insert(conn),
+                Err(e) => return first.answer(Answer::NotRun(e)),
+            },
+        };
+        if let Err(e) = begin_write(conn) {
+            *slot = None;
+            return first.answer(Answer::NotRun(e));
+        }
+        let began = Instant::now();
+        let mut next = Some(first);
+        while let Some(mut member) = next {
+            let ran = catch_unwind(AssertUnwindSafe(|| member.run(conn)));
+            let lost = match ran {
+                Ok(true) => None,
+                Ok(false) => Some(("its transaction was lost", None)),
+                Err(payload) => Some(("a write in the batch panicked", Some(payload))),
+            };
+            match lost {
+                None => taken.ran.push((member, None)),
+                Some((why, panic)) => {
+                    // Closing the connection rolls the batch back.
+                    taken.ran.push((member, panic));
+                    taken.ended = Some(Err(Failed::rolled_back(why)));
+                    *slot = None;
+                    return;
+                }
+            }
+            next = self.members.next(began.elapsed());
+        }
+        // A failed commit was rolled back, or left the connection broken.
+        let committed = <DbConn as Connection>::TransactionManager::commit_transaction(conn);
+        if conn.is_broken() {
+            *slot = None;
+        }
+        taken.ended = Some(committed.map_err(Failed::of_commit));
     }
 
     /// Copies the WAL into the database file, so that the next write starts
@@ -235,7 +306,7 @@ impl Writer {
                 break;
             }
         }
-        let _turn = SQLITE_WRITERS.wait_turn(UNTAGGED);
+        let _turn = SQLITE_WRITERS.wait_turn();
         let _timer = METRICS.held_checkpoints.start_timer();
         self.pass().map(|_| ())
     }
@@ -389,15 +460,16 @@ mod tests {
         connect()
             .batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")
             .expect("create");
-        let held = SQLITE_WRITERS.wait_turn(Arc::as_ptr(&writer) as usize);
+        let held = SQLITE_WRITERS.wait_turn();
         let (answers, answered) = mpsc::channel();
         for (i, then) in members.into_iter().enumerate() {
-            let (writer, answers, mut conn) = (writer.clone(), answers.clone(), connect());
-            let queued = SQLITE_WRITERS.waiting();
+            let queued = || SQLITE_WRITERS.waiting() + writer.members.waiting();
+            let before = queued();
+            let (member, answers, mut conn) = (writer.clone(), answers.clone(), connect());
             std::thread::spawn(move || {
                 let mut attempts = 0;
                 let ran = catch_unwind(AssertUnwindSafe(|| {
-                    writer.lend(|| {
+                    member.lend(|| {
                         write_tx(&mut conn, |c| {
                             attempts += 1;
                             let rows: Vec<Row> = diesel::sql_query("SELECT x FROM t").load(c)?;
@@ -418,8 +490,9 @@ mod tests {
                 }));
                 answers.send((i, ran.ok().map(|r| r.is_ok()))).ok();
             });
-            // Each queues after the one before it.
-            while SQLITE_WRITERS.waiting() <= queued {
+            // Each queues after the one before it: the first as the leader
+            // waiting for the turn, the others as members.
+            while queued() <= before {
                 std::thread::yield_now();
             }
         }
@@ -488,7 +561,9 @@ mod tests {
                 written
             })
         };
-        for _ in 0..50 {
+        // Long enough that one slow pass (a busy machine) cannot make the
+        // WAL a large share of what was appended.
+        for _ in 0..150 {
             writer.checkpoint().expect("checkpoint");
             std::thread::sleep(Duration::from_millis(10));
         }
