@@ -28,10 +28,18 @@ pub async fn in_request<F: std::future::Future>(id: String, future: F) -> F::Out
 
 /// Runs blocking work (on another thread) under the request's id.
 pub fn on_thread<T>(id: Option<String>, f: impl FnOnce() -> T) -> T {
-    let previous = THREAD_REQUEST_ID.with(|slot| slot.replace(id));
-    let result = f();
-    THREAD_REQUEST_ID.with(|slot| *slot.borrow_mut() = previous);
-    result
+    /// Puts the thread's previous id back, also when `f` panicked (a write
+    /// batch's leader runs other requests' transactions, and catches their
+    /// panics).
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            THREAD_REQUEST_ID.with(|slot| *slot.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(THREAD_REQUEST_ID.with(|slot| slot.replace(id)));
+    f()
 }
 
 /// env_logger, `RUST_LOG` (default `info`), one line per record:

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
 thread_local! {
-    /// Set by `events::record` on the thread running the use case.
+    /// Set by `events::record` on the thread running the write transaction
+    /// (the batch's leader's: `noting` hands it to the use case's thread).
     static RECORDED: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -26,9 +27,16 @@ pub fn recorded() {
 /// own note as it was: the thread leading a write batch runs other
 /// requests' transactions too (`db::batch`).
 pub fn noting<T>(work: impl FnOnce() -> T) -> (T, bool) {
-    let before = RECORDED.with(|r| r.replace(false));
+    /// Puts the thread's own note back, also when the work panicked.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RECORDED.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(RECORDED.with(|r| r.replace(false)));
     let out = work();
-    (out, RECORDED.with(|r| r.replace(before)))
+    (out, RECORDED.with(|r| r.get()))
 }
 
 pub struct Wake {

@@ -109,7 +109,7 @@ impl Ticket {
         }
     }
 
-    pub fn answer(&self, answer: Answer) {
+    fn answer(&self, answer: Answer) {
         self.tell(State::Answered(answer));
     }
 }
@@ -117,12 +117,18 @@ impl Ticket {
 /// A writer's work, handed to whichever thread leads its batch, and its
 /// ticket.
 pub struct Member {
-    /// The work lives on its writer's stack, which `join` lets other
-    /// threads reach: see `join`'s safety contract.
-    work: NonNull<Work<'static>>,
+    work: WorkPtr,
     ticket: Arc<Ticket>,
     answered: bool,
 }
+
+/// The work lives on its writer's stack, which `join` lets other threads
+/// reach: see `join`'s safety contract.
+struct WorkPtr(NonNull<Work<'static>>);
+
+// SAFETY: the work is `Send` (`Work`), and only one thread at a time holds
+// its member (members move through the queue by value).
+unsafe impl Send for WorkPtr {}
 
 /// A member dropped unanswered (its leader panicked outside the members'
 /// work) is told its batch was rolled back, so that it runs again rather
@@ -136,20 +142,16 @@ impl Drop for Member {
     }
 }
 
-// SAFETY: the work is `Send` (`Work`), and only one thread at a time holds
-// the member (it moves through the queue by value).
-unsafe impl Send for Member {}
-
 impl Member {
     /// Runs the work. Called by the leader, at most once per member, before
     /// the ticket is answered.
-    pub fn run(&mut self, conn: &mut super::DbConn) -> bool {
+    pub(super) fn run(&mut self, conn: &mut super::DbConn) -> bool {
         // SAFETY: `join`'s contract keeps the work alive and unaliased until
         // the ticket is answered, and answering consumes the member.
-        unsafe { self.work.as_mut()(conn) }
+        unsafe { self.work.0.as_mut()(conn) }
     }
 
-    pub fn answer(mut self, answer: Answer) {
+    pub(super) fn answer(mut self, answer: Answer) {
         self.answered = true;
         self.ticket.answer(answer);
     }
@@ -179,9 +181,10 @@ impl Members {
     /// # Safety
     /// The caller must keep `work` alive, and not touch it, until the ticket
     /// has given an `Answer` (`Ticket::wait`), and must neither return nor
-    /// unwind before that. The leader answers every member it takes,
-    /// whatever happens (`writer::Leading`).
-    pub unsafe fn join(&self, work: &mut Work<'_>) -> (Arc<Ticket>, bool) {
+    /// unwind before that. Only consuming the member answers it: the leader
+    /// answers every member it takes (`writer::Taken`), and a member dropped
+    /// unanswered answers itself (`Drop`).
+    pub(super) unsafe fn join(&self, work: &mut Work<'_>) -> (Arc<Ticket>, bool) {
         let ticket = Arc::new(Ticket {
             state: Mutex::new(State::Waiting),
             changed: Condvar::new(),
@@ -191,7 +194,7 @@ impl Members {
         let work: NonNull<Work<'static>> = unsafe { std::mem::transmute(NonNull::from(work)) };
         let mut queue = self.queue();
         queue.waiting.push_back(Member {
-            work,
+            work: WorkPtr(work),
             ticket: ticket.clone(),
             answered: false,
         });
@@ -201,7 +204,7 @@ impl Members {
     }
 
     /// The next member, if the batch takes it in (`takes_more`).
-    pub fn next(&self, open_for: Duration) -> Option<Member> {
+    pub(super) fn next(&self, open_for: Duration) -> Option<Member> {
         let mut queue = self.queue();
         if takes_more(!queue.waiting.is_empty(), open_for) {
             queue.waiting.pop_front()
@@ -210,14 +213,22 @@ impl Members {
         }
     }
 
-    /// The leader's own member: the first waiting (it joined an empty queue,
-    /// or was told to lead as the first, and only a leader takes members).
-    pub fn first(&self) -> Option<Member> {
-        self.queue().waiting.pop_front()
+    /// The leader's own member, `own`, which is the first waiting: it joined
+    /// an empty queue, or was told to lead as the first, and only a leader
+    /// takes members. (Checked: were it not, the leader would run another
+    /// member while its own work could be left behind in the queue.)
+    pub(super) fn first(&self, own: &Arc<Ticket>) -> Option<Member> {
+        let mut queue = self.queue();
+        let front = queue.waiting.front()?;
+        if Arc::ptr_eq(&front.ticket, own) {
+            queue.waiting.pop_front()
+        } else {
+            None
+        }
     }
 
     /// The leader is done: the first waiting member leads next, or nobody.
-    pub fn hand_on(&self) {
+    pub(super) fn hand_on(&self) {
         let mut queue = self.queue();
         match queue.waiting.front() {
             Some(next) => next.ticket.tell(State::Lead),

@@ -2,7 +2,7 @@
 //! per-connection settings, embedded migrations, and the write transaction
 //! every mutating operation runs in.
 
-pub mod batch;
+mod batch;
 pub mod failure;
 pub mod listen;
 pub mod queue;

@@ -1,21 +1,23 @@
 //! SQLite: the connection the write transactions of `serve`'s requests run
 //! on, and the checkpoints that keep its WAL short.
 //!
-//! Writers already take turns (`queue`). Running them all on one connection
-//! also keeps its page cache warm: SQLite drops a connection's cache when
+//! Writers take turns (`queue`); here one turn per batch of concurrent
+//! write transactions, taken by the batch's leader (`batch`). Running them
+//! all on one connection also keeps its page cache warm: SQLite drops a connection's cache when
 //! another connection has written, so with writes spread over the pool
 //! nearly every write transaction began by reading its pages again. Reads
 //! stay on the pool. (Background rounds and the CLI still write on pooled
 //! connections; they take the same turns.)
 //!
-//! Consecutive write transactions share one commit there (`batch`).
+//! Write transactions that arrive while one runs share its commit there
+//! (`batch`).
 //!
 //! Its commits never checkpoint (`wal_autocheckpoint = 0`): the commit that
 //! crossed 1000 WAL pages used to copy them into the database file and sync
 //! it while every queued writer waited. `checkpoint` does that work instead,
 //! on a connection of its own (see there).
 
-use super::batch::{Answer, Failed, Member, Members};
+use super::batch::{Answer, Failed, Member, Members, Ticket};
 use super::failure::DbErrorKind;
 use super::{
     begin_write, write_clock, ConnectionSettings, DatabaseUrl, DbConn, Manager, SQLITE_WRITERS,
@@ -181,12 +183,14 @@ impl Writer {
                 intact
             })
         };
-        // SAFETY: `work` outlives the loop below, which ends only with an
-        // answer; `lead` answers every member it takes, also when it panics.
+        // SAFETY: `work` outlives the loop below, which ends with an answer,
+        // or by unwinding out of `lead`, which takes this member first
+        // (`Members::first` checks) and answers every member it takes, also
+        // when it panics.
         let (ticket, mut leads) = unsafe { self.members.join(&mut work) };
         let answer = loop {
             if leads {
-                self.lead();
+                self.lead(&ticket);
             }
             match ticket.wait() {
                 Some(answer) => break answer,
@@ -213,25 +217,25 @@ impl Writer {
         }
     }
 
-    /// Leads one batch, hands the lead on, and answers the batch's members:
-    /// in that order, since the next leader has a batch to run and they
-    /// only have answers to send.
-    fn lead(&self) {
+    /// Leads one batch, with `own`'s member first, hands the lead on, and
+    /// then answers the members that ran: the next leader has a batch to
+    /// run, the members only a reply to send.
+    fn lead(&self, own: &Arc<Ticket>) {
         let mut taken = Taken {
             ran: Vec::new(),
             ended: None,
         };
         let hand_on = HandOn(&self.members);
-        self.batch(&mut taken);
+        self.batch(own, &mut taken);
         drop(hand_on);
         drop(taken);
     }
 
-    /// One batch: after the turn in the queue, runs the first waiting member
-    /// (this thread's own) and those that join while the batch is young
-    /// (`takes_more`), then commits, and answers them all.
-    fn batch(&self, taken: &mut Taken) {
-        let Some(first) = self.members.first() else {
+    /// One batch: after the turn in the queue, runs `own`'s member and those
+    /// that join while the batch is young (`takes_more`), then commits;
+    /// notes each member that ran, and how the batch ended, in `taken`.
+    fn batch(&self, own: &Arc<Ticket>, taken: &mut Taken) {
+        let Some(first) = self.members.first(own) else {
             return;
         };
         let _turn = SQLITE_WRITERS.wait_turn();
@@ -267,9 +271,9 @@ impl Writer {
             match lost {
                 None => taken.ran.push((member, None)),
                 Some((why, panic)) => {
-                    // Closing the connection rolls the batch back.
                     taken.ran.push((member, panic));
                     taken.ended = Some(Err(Failed::rolled_back(why)));
+                    // Closing the connection rolls the batch back.
                     *slot = None;
                     return;
                 }
@@ -278,10 +282,14 @@ impl Writer {
         }
         // A failed commit was rolled back, or left the connection broken.
         let committed = <DbConn as Connection>::TransactionManager::commit_transaction(conn);
-        if conn.is_broken() {
+        let broken = conn.is_broken();
+        // Noted first: closing the connection can panic (diesel, when
+        // SQLite cannot close it), and its members must not then be told
+        // "rolled back" after a commit whose outcome is not known.
+        taken.ended = Some(committed.map_err(Failed::of_commit));
+        if broken {
             *slot = None;
         }
-        taken.ended = Some(committed.map_err(Failed::of_commit));
     }
 
     /// Copies the WAL into the database file, so that the next write starts
@@ -463,8 +471,6 @@ mod tests {
         let held = SQLITE_WRITERS.wait_turn();
         let (answers, answered) = mpsc::channel();
         for (i, then) in members.into_iter().enumerate() {
-            let queued = || SQLITE_WRITERS.waiting() + writer.members.waiting();
-            let before = queued();
             let (member, answers, mut conn) = (writer.clone(), answers.clone(), connect());
             std::thread::spawn(move || {
                 let mut attempts = 0;
@@ -492,7 +498,7 @@ mod tests {
             });
             // Each queues after the one before it: the first as the leader
             // waiting for the turn, the others as members.
-            while queued() <= before {
+            while SQLITE_WRITERS.waiting() < 1 || writer.members.waiting() < i {
                 std::thread::yield_now();
             }
         }
