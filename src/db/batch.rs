@@ -240,6 +240,11 @@ impl Members {
     pub fn waiting(&self) -> usize {
         self.queue().waiting.len()
     }
+
+    #[cfg(test)]
+    pub fn leading(&self) -> bool {
+        self.queue().leading
+    }
 }
 
 #[cfg(test)]

@@ -42,19 +42,27 @@ const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres
 /// Serialises concurrent start-ups of several replicas on one PostgreSQL.
 const MIGRATION_LOCK_KEY: i64 = 0x0073_6e61_7072_6567; // "snapreg" in ASCII
 
-/// Runs `$body` with `$c` bound to the backend's own connection, for what
-/// `MultiConnection` cannot run: a multi-row `INSERT` (one statement for
-/// many rows; diesel builds and binds each statement anew, which cost a
-/// write as much as SQLite's own work).
-macro_rules! on_backend {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::db::DbConn::Pg($c) => $body,
-            $crate::db::DbConn::Sqlite($c) => $body,
-        }
+/// Inserts the rows of a slice into a table, many to a statement: diesel
+/// builds and binds each statement anew, which cost a write about as much
+/// as SQLite's own work, row by row. In chunks of `INSERT_CHUNK` rows; on
+/// the backend's own connection, since `MultiConnection` cannot run a
+/// multi-row `INSERT`. `insert_all!(conn, table, rows)` is a
+/// `Result<(), diesel::result::Error>`.
+macro_rules! insert_all {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        $rows
+            .chunks($crate::db::INSERT_CHUNK)
+            .try_for_each(|chunk| {
+                let insert = diesel::insert_into($table).values(chunk.to_vec());
+                match &mut *$conn {
+                    $crate::db::DbConn::Pg(c) => insert.execute(c),
+                    $crate::db::DbConn::Sqlite(c) => insert.execute(c),
+                }
+                .map(drop)
+            })
     };
 }
-pub(crate) use on_backend;
+pub(crate) use insert_all;
 
 /// Rows one multi-row `INSERT` carries at most: both backends bound the
 /// parameters of a statement (SQLite 32,766, PostgreSQL 65,535).

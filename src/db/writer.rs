@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// WAL pages (256 MiB) beyond which a checkpoint ends with a pass holding the
 /// writers' turn. Below it, quiet moments let the WAL restart by itself.
-/// Each held pass stops every writer for its fsync (3–25 ms); at 64 MiB
+/// Each held pass stops every writer for its fsync (3–35 ms); at 64 MiB
 /// that came every second or two under steady writes and set the writes'
 /// p99. The cost: a WAL of about 256 MiB on disk (more while writes outrun
 /// the passes), which SQLite reads through once when it opens the database
@@ -428,15 +428,6 @@ mod tests {
     use diesel::sqlite::SqliteConnection;
     use std::sync::mpsc;
 
-    /// The writer tests share the process's queue (`SQLITE_WRITERS`): one
-    /// at a time, so that the steady writes of one do not split the batch
-    /// another arranges.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-    fn one_at_a_time() -> MutexGuard<'static, ()> {
-        ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// What a member does in its write transaction.
     #[derive(Clone, Copy)]
     enum Then {
@@ -456,7 +447,6 @@ mod tests {
     /// that they share one batch; returns each one's answer (`None` for a
     /// panic) and the rows committed.
     fn three_members(members: [Then; 3]) -> (Vec<Option<bool>>, Vec<i32>) {
-        let _alone = one_at_a_time();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("batch.db");
         let writer = Writer::new(path.clone(), Duration::from_secs(5));
@@ -496,9 +486,11 @@ mod tests {
                 }));
                 answers.send((i, ran.ok().map(|r| r.is_ok()))).ok();
             });
-            // Each queues after the one before it: the first as the leader
-            // waiting for the turn, the others as members.
-            while SQLITE_WRITERS.waiting() < 1 || writer.members.waiting() < i {
+            // Each queues after the one before it: the first leads (it has
+            // taken itself from this writer's queue and waits for the turn),
+            // the others wait as members. Other tests' writers may share the
+            // turn's queue; they do not change whom this batch takes.
+            while !writer.members.leading() || writer.members.waiting() != i {
                 std::thread::yield_now();
             }
         }
@@ -528,7 +520,6 @@ mod tests {
     fn steady_writes_cannot_keep_the_wal_from_restarting() {
         const PAGES: i32 = 64;
         const ROWS: usize = 64;
-        let _alone = one_at_a_time();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("steady.db");
         let writer = Writer::catching_up_at(path.clone(), Duration::from_secs(5), PAGES);

@@ -5,7 +5,7 @@ use super::page::{keyset, Page, PageRequest};
 use super::{new_id, Change};
 use crate::db::rows::{EventRow, ImageRow, SnapshotRow};
 use crate::db::schema::events;
-use crate::db::{on_backend, DbConn, INSERT_CHUNK};
+use crate::db::{insert_all, DbConn};
 use crate::error::Result;
 use crate::metrics::METRICS;
 use crate::status::Status;
@@ -135,25 +135,15 @@ pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
         return Ok(());
     }
     crate::wake::recorded();
-    let mut next = match conn {
+    let first = match conn {
         DbConn::Sqlite(_) => Some(super::feed::last_given(conn)? + 1),
         DbConn::Pg(c) => {
             diesel::sql_query(format!("NOTIFY {}", crate::db::listen::CHANNEL)).execute(c)?;
             None
         }
     };
-    let numbered: Vec<EventRow> = events
-        .iter()
-        .map(|event| {
-            let seq = next;
-            next = next.map(|n| n + 1);
-            EventRow {
-                seq,
-                ..event.clone()
-            }
-        })
-        .collect();
-    for event in &numbered {
+    let mut numbered = Vec::with_capacity(events.len());
+    for (n, event) in (0..).zip(events) {
         let kind = match event.kind.as_str() {
             SNAPSHOT_STATUS => Some("snapshot"),
             IMAGE_STATUS => Some("image"),
@@ -165,12 +155,12 @@ pub fn record(conn: &mut DbConn, events: &[EventRow]) -> Result<()> {
                 .with_label_values(&[kind, to.as_str()])
                 .inc();
         }
+        numbered.push(EventRow {
+            seq: first.map(|first| first + n),
+            ..event.clone()
+        });
     }
-    for rows in numbered.chunks(INSERT_CHUNK) {
-        on_backend!(&mut *conn, |c| diesel::insert_into(events::table)
-            .values(rows)
-            .execute(c))?;
-    }
+    insert_all!(conn, events::table, numbered)?;
     Ok(())
 }
 

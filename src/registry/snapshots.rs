@@ -7,7 +7,7 @@ use super::recompute::{apply_snapshot_status, image_statuses, recompute};
 use super::{events, new_id, Actor, Change};
 use crate::db::rows::{ImageRow, PlanRow, SnapshotRow};
 use crate::db::schema::{images, plans, projects, snapshots};
-use crate::db::{on_backend, read_tx, write_tx, DbConn, INSERT_CHUNK};
+use crate::db::{insert_all, read_tx, write_tx, DbConn};
 use crate::error::{Error, Result};
 use crate::status::{self, Status, Transition};
 use diesel::prelude::*;
@@ -80,11 +80,7 @@ pub fn create_snapshot(
                 arch: plan.arch.clone(),
             })
             .collect();
-        for rows in images.chunks(INSERT_CHUNK) {
-            on_backend!(&mut *conn, |c| diesel::insert_into(images::table)
-                .values(rows.to_vec())
-                .execute(c))?;
-        }
+        insert_all!(conn, images::table, images)?;
         let mut created =
             vec![change.snapshot_status_event(&snapshot, None, snapshot.status, events::CREATED)];
         created.extend(
