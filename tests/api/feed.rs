@@ -123,9 +123,7 @@ async fn a_scoped_token_reads_its_projects_events_only() {
 #[actix_rt::test]
 async fn a_tailing_reader_never_goes_back_and_misses_nothing() {
     let app = TestApp::spawn().await;
-    let plans: Vec<String> = (0..6).map(|i| format!("plan-{i}")).collect();
-    let plans: Vec<&str> = plans.iter().map(String::as_str).collect();
-    app.project_with_plans("web", &plans).await;
+    app.project_with_numbered_plans("web", 6).await;
     let done = AtomicBool::new(false);
     let writers = async {
         for _ in 0..crate::races::trials() {

@@ -237,9 +237,7 @@ async fn heartbeat_and_reclaim_race_to_a_consistent_end() {
 #[actix_rt::test]
 async fn two_service_processes_reclaim_each_stale_image_once() {
     let app = TestApp::spawn().await;
-    let plans: Vec<String> = (0..3).map(|i| format!("plan-{i}")).collect();
-    let plans: Vec<&str> = plans.iter().map(String::as_str).collect();
-    app.project_with_plans("web", &plans).await;
+    app.project_with_numbered_plans("web", 3).await;
     let mut all = Vec::new();
     for _ in 0..10 {
         let snapshot = app.snapshot("web", json!({})).await;

@@ -50,23 +50,22 @@ async fn default_snapshot_has_one_pending_image_per_snapshottable_plan() {
 #[actix_rt::test]
 async fn a_snapshot_of_more_plans_than_one_insert_carries_has_them_all() {
     let app = TestApp::spawn().await;
-    let plans: Vec<String> = (0..2200).map(|i| format!("p{i:04}")).collect();
-    let slugs: Vec<&str> = plans.iter().map(String::as_str).collect();
-    app.project_with_plans("wide", &slugs).await;
+    let plans = 2200;
+    app.project_with_numbered_plans("wide", plans).await;
 
     let snapshot = app.snapshot("wide", json!({})).await;
     let read = app.snapshot_by_id(&snapshot).await;
-    assert_eq!(images(&read).len(), plans.len());
+    assert_eq!(images(&read).len(), plans);
     assert_eq!(read, snapshot);
     let events = app.events_of_snapshot(&snapshot).await;
-    assert_eq!(events.len(), plans.len() + 1, "its own and one per image");
+    assert_eq!(events.len(), plans + 1, "its own and one per image");
     let mut imaged: Vec<&str> = events
         .iter()
         .filter_map(|e| e["image_id"].as_str())
         .collect();
     imaged.sort_unstable();
     imaged.dedup();
-    assert_eq!(imaged.len(), plans.len());
+    assert_eq!(imaged.len(), plans);
 }
 
 #[actix_rt::test]

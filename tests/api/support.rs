@@ -385,6 +385,13 @@ impl TestApp {
         project
     }
 
+    /// A project with `count` snapshottable plans, `plan-0`, `plan-1`, …
+    pub async fn project_with_numbered_plans(&self, slug: &str, count: usize) -> Value {
+        let plans: Vec<String> = (0..count).map(|i| format!("plan-{i}")).collect();
+        let plans: Vec<&str> = plans.iter().map(String::as_str).collect();
+        self.project_with_plans(slug, &plans).await
+    }
+
     pub async fn plan(&self, project: &str, body: Value) -> Value {
         self.post(&format!("/v1/projects/{project}/plans"), body)
             .await
