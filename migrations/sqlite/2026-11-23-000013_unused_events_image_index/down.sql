@@ -1,0 +1,1 @@
+CREATE INDEX events_image ON events (image_id);
